@@ -1,0 +1,238 @@
+"""The `layerfit` command. No argument opens the GUI; subcommands follow DESIGN.md's contract.
+
+Argument parsing lives here, once, so every subcommand reads plan options the same way; each
+subcommand's body lives in ``core/commands/<name>.py``. Errors end as one plain line on stderr and a
+non-zero exit status, never a traceback (set ``LAYERFIT_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from core import __version__
+from core.hardware import Hardware, find_preset, probe, what_if
+from core.loadsettings import LoadSettings
+from core.units import MiB, SizeError, parse_size
+
+
+class CliError(Exception):
+    """An error to print as one line, exit status 2 (bad usage) or 1 (failure)."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    settings: LoadSettings
+    hardware: Hardware
+    headroom: int
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except SizeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _gpu_layers(text: str) -> int | None:
+    if text.strip().lower() in ("auto", "-1"):
+        return None
+    try:
+        n = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--gpu-layers takes a number or 'auto', not {text!r}") from exc
+    if n < 0:
+        raise argparse.ArgumentTypeError("--gpu-layers must be 0 or more, or 'auto'")
+    return n
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from exc
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, not {n}")
+    return n
+
+
+def _onoff(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("on", "true", "1", "yes"):
+        return True
+    if t in ("off", "false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, not {text!r}")
+
+
+def add_plan_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("plan options")
+    g.add_argument("--ctx", type=_positive, default=None, help="context size in tokens (num_ctx; default 4096)")
+    g.add_argument("--gpu-layers", type=_gpu_layers, default=None, metavar="N|auto",
+                   help="layers on the GPU (the output layer counts as one); default auto")
+    g.add_argument("--kv-type", choices=("f16", "q8_0", "q4_0"), default=None,
+                   help="KV cache type for K and V (q8_0/q4_0 need flash attention)")
+    g.add_argument("--flash-attn", choices=("on", "off", "auto"), default=None, help="flash attention")
+    g.add_argument("--swa-full", type=_onoff, default=None, metavar="on|off",
+                   help="full-size cache for sliding-window layers (default off)")
+    g.add_argument("--batch", type=_positive, default=None, help="logical batch size (default 512)")
+    g.add_argument("--ubatch", type=_positive, default=None, help="physical batch size (default 512)")
+    g.add_argument("--vram", type=_size, default=None, metavar="SIZE",
+                   help="free GPU memory to plan for, like 16GiB (default: probed; 0 without an NVIDIA GPU)")
+    g.add_argument("--card", default=None, metavar="PRESET",
+                   help="plan for a what-if card: t4, rtx3060, rtx3090, rtx4090, a100-40, a100-80, h100")
+    g.add_argument("--ram", type=_size, default=None, metavar="SIZE", help="available RAM (default: probed)")
+    g.add_argument("--headroom", type=_size, default=None, metavar="SIZE",
+                   help="GPU memory to keep free (default 768MiB)")
+
+
+def plan_inputs(args: argparse.Namespace, base: LoadSettings | None = None) -> PlanInputs:
+    """LoadSettings, Hardware and headroom from the plan options (probing what wasn't given)."""
+    from core.fit import DEFAULT_HEADROOM
+
+    s = base or LoadSettings()
+    changes: dict[str, object] = {}
+    if args.ctx is not None:
+        changes["n_ctx"] = args.ctx
+    if args.gpu_layers is not None:
+        changes["n_gpu_layers"] = args.gpu_layers
+    if args.kv_type is not None:
+        changes["type_k"] = changes["type_v"] = args.kv_type
+    if args.flash_attn is not None:
+        changes["flash_attn"] = args.flash_attn
+    if args.swa_full is not None:
+        changes["swa_full"] = args.swa_full
+    if args.batch is not None:
+        changes["n_batch"] = args.batch
+    if args.ubatch is not None:
+        changes["n_ubatch"] = args.ubatch
+    s = s.with_(**changes)
+    if s.n_ubatch > s.n_batch:
+        s = s.with_(n_ubatch=s.n_batch)
+    if s.type_v not in ("f16", "f32") and s.flash_attn == "auto":
+        s = s.with_(flash_attn="on")  # a quantized V cache needs FA; asking for it means asking for FA
+    try:
+        s.validate()
+    except ValueError as exc:
+        raise CliError(str(exc), 2) from exc
+
+    if args.card:
+        if find_preset(args.card) is None:
+            try:
+                parse_size(args.card)
+            except SizeError as exc:
+                raise CliError(f"unknown card {args.card!r}: use a preset (t4, rtx3060, rtx3090, rtx4090, "
+                               "a100-40, a100-80, h100) or a size like 16GiB", 2) from exc
+        hw = what_if(args.card)
+    else:
+        hw = probe()
+    if args.vram is not None:
+        hw = hw.with_vram(args.vram)
+    if args.ram is not None:
+        hw = hw.with_ram(args.ram)
+    headroom = args.headroom if args.headroom is not None else DEFAULT_HEADROOM
+    return PlanInputs(s, hw, headroom)
+
+
+def add_sampling_options(p: argparse.ArgumentParser, *, modelfile: bool = False) -> None:
+    g = p.add_argument_group("sampling options")
+    g.add_argument("--temperature", type=float, default=None)
+    g.add_argument("--top-p", type=float, default=None)
+    g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--min-p", type=float, default=None)
+    g.add_argument("--repeat-penalty", type=float, default=None)
+    g.add_argument("--seed", type=int, default=None)
+    if modelfile:
+        g.add_argument("--num-predict", type=int, default=None, help="max tokens to generate")
+        g.add_argument("--repeat-last-n", type=int, default=None)
+    else:
+        g.add_argument("--max-tokens", type=int, default=None, help="max tokens to generate (default 512)")
+    g.add_argument("--system", default=None, metavar="TEXT", help="system prompt")
+    g.add_argument("--stop", action="append", default=None, metavar="S", help="stop string (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="layerfit",
+        description="See where every byte of a GGUF model will live (GPU or RAM), load it, chat, export a "
+                    "Modelfile. With no command, opens the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"layerfit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("plan", help="predict GPU/RAM use and the best placement for a model")
+    p.add_argument("model", metavar="MODEL", help="path to a .gguf file")
+    add_plan_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("run", help="load a model (default: the demo model) and answer a prompt")
+    p.add_argument("model", metavar="MODEL", nargs="?", default=None, help="path to a .gguf (default: demo)")
+    p.add_argument("--prompt", required=True, metavar="TEXT")
+    add_plan_options(p)
+    add_sampling_options(p)
+    p.add_argument("--json", action="store_true", help="end with one JSON line: text, speed, placement")
+
+    p = sub.add_parser("modelfile", help="write an Ollama Modelfile for a model and settings")
+    p.add_argument("model", metavar="MODEL")
+    add_plan_options(p)
+    add_sampling_options(p, modelfile=True)
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write (- for stdout)")
+    p.add_argument("--auto-gpu", action="store_true",
+                   help="leave num_gpu out so Ollama decides (default: write the fitted layer count)")
+
+    p = sub.add_parser("models", help="list the GGUF files in the configured folders, plus the demo model")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--folder", action="append", default=None, metavar="DIR",
+                   help="scan this folder too (repeatable; not saved)")
+
+    p = sub.add_parser("doctor", help="what this machine can do: Python, llama.cpp build, GPUs, RAM")
+    p.add_argument("--json", action="store_true")
+
+    sub.add_parser("gui", help="open the app (the same as no command)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in (None, "gui"):
+        from gui.app import main as gui_main  # the GUI package, imported only when asked for
+
+        return gui_main([])
+    try:
+        if args.command == "plan":
+            from core.commands.plan import run as cmd
+        elif args.command == "run":
+            from core.commands.run import run as cmd
+        elif args.command == "modelfile":
+            from core.commands.modelfile import run as cmd
+        elif args.command == "models":
+            from core.commands.models import run as cmd
+        elif args.command == "doctor":
+            from core.commands.doctor import run as cmd
+        else:  # pragma: no cover - argparse rejects unknown commands first
+            parser.error(f"unknown command {args.command}")
+        return int(cmd(args) or 0)
+    except CliError as exc:
+        print(f"layerfit {args.command}: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("LAYERFIT_DEBUG"):
+            raise
+        from core.errors import describe
+
+        print(f"layerfit {args.command}: {describe(exc)}", file=sys.stderr)
+        return 1
+
+
+_ = MiB  # re-exported size unit for command modules

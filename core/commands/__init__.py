@@ -1,0 +1,1 @@
+"""One module per `layerfit` subcommand; each has ``run(args) -> int``."""

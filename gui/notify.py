@@ -1,0 +1,71 @@
+"""One channel for every message to the user (after qutebrowser's message bridge).
+
+Workers, widgets and the excepthook all call ``notifier().error(...)`` / ``info(...)``; the main window
+connects ``Notifier.message`` once and decides how to show it (status bar, dialog). Tests connect a
+recorder to the same signal.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import traceback
+from enum import Enum
+
+from PySide6.QtCore import QObject, Signal
+
+from core.errors import describe
+
+log = logging.getLogger("layerfit")
+
+
+class Level(str, Enum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class Notifier(QObject):
+    """Emits ``message(level, text)`` on the thread that owns it (the GUI thread); safe to call from any thread."""
+
+    message = Signal(str, str)
+
+    def info(self, text: str) -> None:
+        self.message.emit(Level.INFO.value, text)
+
+    def warning(self, text: str) -> None:
+        self.message.emit(Level.WARNING.value, text)
+
+    def error(self, what: BaseException | str, context: str | None = None) -> None:
+        """Report an error in words. ``context`` says what was being done ("Loading model")."""
+        text = what if isinstance(what, str) else describe(what)
+        if isinstance(what, BaseException):
+            log.debug("error", exc_info=what)
+        self.message.emit(Level.ERROR.value, f"{context}: {text}" if context else text)
+
+
+_notifier: Notifier | None = None
+
+
+def notifier() -> Notifier:
+    """The app's single Notifier (created on first use, on the GUI thread)."""
+    global _notifier
+    if _notifier is None:
+        _notifier = Notifier()
+    return _notifier
+
+
+def install_excepthooks() -> None:
+    """Route uncaught exceptions (main thread and Python threads) to the notifier instead of crashing."""
+
+    def hook(exc_type, exc, tb):  # type: ignore[no-untyped-def]
+        traceback.print_exception(exc_type, exc, tb, file=sys.stderr)
+        notifier().error(exc, "Unexpected error")
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            hook(args.exc_type, args.exc_value, args.exc_traceback)
+
+    sys.excepthook = hook
+    threading.excepthook = thread_hook

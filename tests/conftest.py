@@ -1,0 +1,33 @@
+"""Shared test set-up: offscreen Qt, and settings/data dirs in a temp folder so no test touches a real profile."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).parent))  # tests/gguf_factory.py
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = tmp_path_factory.mktemp("profile")
+    monkeypatch.setenv("LAYERFIT_CONFIG_DIR", str(base / "config"))
+    monkeypatch.setenv("LAYERFIT_DATA_DIR", str(base / "data"))
+
+
+@pytest.fixture(scope="session")
+def demo_model() -> Path:
+    from core.demo import demo_model_path
+
+    return demo_model_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from gguf_factory import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny.gguf")
