@@ -1,0 +1,1 @@
+"""Icons, the .desktop template and style sheets; located with importlib.resources."""
