@@ -1,0 +1,82 @@
+"""Learned per-GPU corrections: how far the plan's ``gpu.total`` was from what NVML measured.
+
+The CUDA context and runtime workspaces depend on the GPU model and the driver, so the memory model's
+overhead constants (measured on an H100) can be off by a few hundred MiB elsewhere. After each real
+load the engine calls ``record(gpu.key, plan.gpu, measured_nvml_rise)``; later plans for the same
+probed GPU add ``overhead_correction(gpu.key)`` (the median of the recent differences, clamped).
+What-if cards never get a correction: there is nothing measured about them.
+
+Stored as ``calibration.json`` under ``core.settings.data_dir()``, written atomically:
+``{"version": 1, "gpus": {"<name>|<driver>": {"deltas": [int, ...]}}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from core.atomic import write_json_atomic
+from core.placement import DeviceMemory
+from core.settings import data_dir
+
+MAX_SAMPLES = 15  # keep the most recent differences only: drivers change
+MAX_CORRECTION = 2 * 1024**3  # a larger gap means a broken measurement, not an overhead
+
+
+def calibration_path() -> Path:
+    return data_dir() / "calibration.json"
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"version": 1, "gpus": {}}
+    if not isinstance(raw, dict) or not isinstance(raw.get("gpus"), dict):
+        return {"version": 1, "gpus": {}}
+    return raw
+
+
+def record(gpu_key: str, planned: DeviceMemory, measured_total: int, path: Path | None = None) -> None:
+    """Remember one plan-versus-measured difference (bytes) for ``gpu_key`` (``GPU.key``).
+
+    The difference is computed against the plan's total *without* its own correction, so repeated
+    loads converge instead of compounding. Raises ``core.atomic.SaveError`` if the file can't be written.
+    """
+    path = path or calibration_path()
+    data = _load(path)
+    entry = data["gpus"].setdefault(gpu_key, {"deltas": []})
+    deltas = [int(x) for x in entry.get("deltas", []) if isinstance(x, (int, float))]
+    base = planned.total - _current_correction(data, gpu_key)
+    deltas.append(int(measured_total) - base)
+    entry["deltas"] = deltas[-MAX_SAMPLES:]
+    write_json_atomic(path, data)
+
+
+def _current_correction(data: dict[str, Any], gpu_key: str) -> int:
+    entry = data.get("gpus", {}).get(gpu_key)
+    if not isinstance(entry, dict):
+        return 0
+    deltas = [int(x) for x in entry.get("deltas", []) if isinstance(x, (int, float))]
+    if not deltas:
+        return 0
+    med = int(statistics.median(deltas))
+    return max(-MAX_CORRECTION, min(MAX_CORRECTION, med))
+
+
+def overhead_correction(gpu_key: str, path: Path | None = None) -> int:
+    """Bytes to add to the planned GPU overhead for this GPU (0 when nothing was measured)."""
+    return _current_correction(_load(path or calibration_path()), gpu_key)
+
+
+def forget(gpu_key: str | None = None, path: Path | None = None) -> None:
+    """Drop what was learned for one GPU, or for all when ``gpu_key`` is None."""
+    path = path or calibration_path()
+    data = _load(path)
+    if gpu_key is None:
+        data["gpus"] = {}
+    else:
+        data["gpus"].pop(gpu_key, None)
+    write_json_atomic(path, data)
