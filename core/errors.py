@@ -9,8 +9,9 @@ def describe(exc: BaseException) -> str:
     """A plain-words message for ``exc``. Known LayerFit errors already carry one."""
     from core.atomic import SaveError
     from core.gguf_info import ModelFileError
+    from core.modelfile import ModelfileError
 
-    if isinstance(exc, (ModelFileError, SaveError)):
+    if isinstance(exc, (ModelFileError, SaveError, ModelfileError)):
         return str(exc)
     try:
         from core.engine import EngineError
