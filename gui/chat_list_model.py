@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtCore import QAbstractListModel, QByteArray, QModelIndex, QObject, QPersistentModelIndex, Qt
 
 from core.chats import Chat, ChatFileError, ChatStore
 
@@ -68,10 +68,14 @@ class ChatListModel(QAbstractListModel):
             return row.message_count
         return None
 
-    def roleNames(self) -> dict[int, bytes]:
+    def roleNames(self) -> dict[int, QByteArray]:
         names = dict(super().roleNames())
-        names.update({ChatListRole.ID: b"chatId", ChatListRole.UPDATED: b"updated",
-                      ChatListRole.MODEL_PATH: b"modelPath", ChatListRole.MESSAGE_COUNT: b"messageCount"})
+        names.update({
+            int(ChatListRole.ID): QByteArray(b"chatId"),
+            int(ChatListRole.UPDATED): QByteArray(b"updated"),
+            int(ChatListRole.MODEL_PATH): QByteArray(b"modelPath"),
+            int(ChatListRole.MESSAGE_COUNT): QByteArray(b"messageCount"),
+        })
         return names
 
     def flags(self, index: _Index) -> Qt.ItemFlag:

@@ -11,7 +11,16 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QByteArray,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    QTimer,
+    Signal,
+)
 
 from core.chats import Message
 
@@ -69,10 +78,14 @@ class TranscriptModel(QAbstractListModel):
             return stats_text(msg.stats) or None
         return None
 
-    def roleNames(self) -> dict[int, bytes]:
+    def roleNames(self) -> dict[int, QByteArray]:
         names = dict(super().roleNames())
-        names.update({TranscriptRole.ROLE: b"role", TranscriptRole.CONTENT: b"content",
-                      TranscriptRole.STATS: b"stats", TranscriptRole.STREAMING: b"streaming"})
+        names.update({
+            int(TranscriptRole.ROLE): QByteArray(b"role"),
+            int(TranscriptRole.CONTENT): QByteArray(b"content"),
+            int(TranscriptRole.STATS): QByteArray(b"stats"),
+            int(TranscriptRole.STREAMING): QByteArray(b"streaming"),
+        })
         return names
 
     def flags(self, index: _Index) -> Qt.ItemFlag:

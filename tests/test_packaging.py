@@ -1,0 +1,54 @@
+"""Launchers: the .desktop entry, the Windows/macOS launchers, the freezer spec and CI's script."""
+
+from __future__ import annotations
+
+import configparser
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(path: Path):  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_desktop_entry_is_valid_and_points_at_the_gui(tmp_path: Path) -> None:
+    mod = _load(ROOT / "packaging" / "install_desktop.py")
+    text = mod.desktop_entry(tmp_path / "bin" / "layerfit-gui", tmp_path / "icon.png")
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.optionxform = str  # type: ignore[assignment,method-assign]
+    cp.read_string(text)
+    entry = cp["Desktop Entry"]
+    assert entry["Type"] == "Application" and entry["Terminal"] == "false"
+    assert str(tmp_path / "bin" / "layerfit-gui") in entry["Exec"]
+    assert entry["Icon"] == str(tmp_path / "icon.png")
+    assert "@" not in text  # every placeholder filled
+
+
+def test_launchers_exist_and_start_the_gui_entry_point() -> None:
+    pyw = (ROOT / "packaging" / "windows" / "LayerFit.pyw").read_text()
+    assert "pythonw" in pyw and "core" in pyw
+    cmd = ROOT / "packaging" / "macos" / "LayerFit.command"
+    assert cmd.stat().st_mode & 0o111, "the .command must be executable to double-click"
+    assert "make run" in cmd.read_text()
+    spec = (ROOT / "packaging" / "layerfit.spec").read_text()
+    assert 'collect_dynamic_libs("llama_cpp")' in spec
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "\nmake run\n" in readme and "\nmake test\n" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_gui_script_is_declared() -> None:
+    import tomllib
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert meta["scripts"]["layerfit"] == "core.cli:main"
+    assert meta["gui-scripts"]["layerfit-gui"].startswith("gui.")
