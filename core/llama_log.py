@@ -189,6 +189,7 @@ class LogCapture:
         self.keep_debug = keep_debug
         self.max_lines = max_lines
         self._lines: list[str] = []
+        self._levels: list[int] = []
         self._partial = ""
         self._last_level = LEVEL_INFO
         self._lock = threading.Lock()
@@ -208,8 +209,11 @@ class LogCapture:
             buf = self._partial + text
             *done, self._partial = buf.split("\n")
             self._lines.extend(done)
+            self._levels.extend([level] * len(done))
             if len(self._lines) > self.max_lines:
-                del self._lines[: len(self._lines) - self.max_lines]
+                cut = len(self._lines) - self.max_lines
+                del self._lines[:cut]
+                del self._levels[:cut]
 
     def mark(self) -> int:
         """Index of the next line: pass to :meth:`lines_since` to get only what came after."""
@@ -222,6 +226,12 @@ class LogCapture:
             if self._partial:
                 out = [*out, self._partial]
             return out
+
+    def problems_since(self, mark: int = 0) -> list[str]:
+        """Lines logged at WARN or ERROR after ``mark``: llama.cpp's reasons for refusing a load."""
+        with self._lock:
+            return [ln for ln, lv in zip(self._lines[mark:], self._levels[mark:], strict=True)
+                    if lv >= LEVEL_WARN and ln.strip()]
 
     def install(self) -> None:
         """Route llama.cpp's log (and ggml's) into this capture. Call in the process that loads."""
