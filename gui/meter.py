@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
@@ -143,7 +143,7 @@ class BarWidget(QWidget):
             w = nbytes * px
             p.fillRect(QRectF(x, r.top(), w, r.height()), colour)
             p.setPen(QPen(track, 1))
-            p.drawLine(int(x + w), int(r.top()), int(x + w), int(r.bottom()))
+            p.drawLine(QPointF(x + w, r.top()), QPointF(x + w, r.bottom()))
             x += w
         if demand > self._capacity > 0:  # the part that doesn't fit: hatched red
             cx = r.left() + self._capacity * px
@@ -153,11 +153,11 @@ class BarWidget(QWidget):
         if self._limit is not None and 0 < self._limit < scale_bytes:
             lx = r.left() + self._limit * px
             p.setPen(QPen(pal.color(QPalette.ColorRole.WindowText), 2, Qt.PenStyle.DashLine))
-            p.drawLine(int(lx), int(r.top() - 2), int(lx), int(r.bottom() + 2))
+            p.drawLine(QPointF(lx, r.top() - 2), QPointF(lx, r.bottom() + 2))
         if demand > self._capacity > 0:
             cx = r.left() + self._capacity * px
             p.setPen(QPen(theme.BAD, 3))
-            p.drawLine(int(cx), int(r.top() - 3), int(cx), int(r.bottom() + 3))
+            p.drawLine(QPointF(cx, r.top() - 3), QPointF(cx, r.bottom() + 3))
         p.setPen(QPen(theme.BAD if self._over else border, 2 if self._over else 1))
         p.drawPath(clip)
 
@@ -169,6 +169,8 @@ class MeterWidget(QFrame):
         super().__init__(parent)
         self.setObjectName("meter")
         self.state: MeterState | None = None
+        self._processor_colour: QColor | None = None
+        self._shown_source: str | None = None
 
         self.processor = QLabel("—")
         f = QFont(self.font())
@@ -203,6 +205,7 @@ class MeterWidget(QFrame):
         self.ram_text = QLabel("")
         for t in (self.gpu_text, self.ram_text):
             t.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            t.setWordWrap(True)
 
         grid = QGridLayout()
         grid.setHorizontalSpacing(10)
@@ -216,9 +219,10 @@ class MeterWidget(QFrame):
         grid.setColumnStretch(1, 1)
 
         self.legend = QGridLayout()
-        self.legend.setHorizontalSpacing(14)
-        self.legend.setVerticalSpacing(0)
+        self.legend.setHorizontalSpacing(28)
+        self.legend.setVerticalSpacing(4)
         self._legend_values: dict[str, QLabel] = {}
+        self._legend_names: dict[str, list[QWidget]] = {}
         for col, (key, label, colour) in enumerate(theme.SEGMENTS):
             sw = QLabel()
             sw.setFixedSize(11, 11)
@@ -227,13 +231,18 @@ class MeterWidget(QFrame):
             val = QLabel("")
             val.setObjectName("legendValue")
             self._legend_values[key] = val
+            self._legend_names[key] = [sw, name, val]
             box = QHBoxLayout()
             box.setSpacing(5)
             box.addWidget(sw)
             box.addWidget(name)
-            self.legend.addLayout(box, 0, col)
-            self.legend.addWidget(val, 1, col)
-        self.legend.setColumnStretch(len(theme.SEGMENTS), 1)
+            cell = QVBoxLayout()
+            cell.setSpacing(0)
+            cell.addLayout(box)
+            val.setContentsMargins(16, 0, 0, 0)
+            cell.addWidget(val)
+            self.legend.addLayout(cell, col // 2, col % 2)
+        self.legend.setColumnStretch(2, 1)
 
         self.diff = QLabel("")
         self.diff.setWordWrap(True)
@@ -261,6 +270,8 @@ class MeterWidget(QFrame):
         self.state = None
         self.processor.setText("—")
         self.processor.setStyleSheet("")
+        self._processor_colour = None
+        self._shown_source = None
         self.layers.setText("")
         self.source.setText("")
         self.verdict.setText(message)
@@ -277,14 +288,13 @@ class MeterWidget(QFrame):
         self.state = s
         colour = theme.processor_colour(s.processor, s.fits)
         self.processor.setText(s.processor if s.fits else f"{s.processor} — won't fit")
-        self.processor.setStyleSheet(f"color:{colour.name()};")
+        if colour != self._processor_colour:  # style sheets are slow to re-apply; only on a change
+            self._processor_colour = colour
+            self.processor.setStyleSheet(f"color:{colour.name()};")
         self.layers.setText(f"Layers on GPU: <b>{s.gpu_layers}/{s.n_layers}</b>")
-        if s.source == "measured":
-            self.source.setText("● Measured after load")
-            self.source.setStyleSheet(f"color:{theme.GOOD.name()}; font-weight:bold;")
-        else:
-            self.source.setText("Estimate (before loading)")
-            self.source.setStyleSheet(f"color:{theme.muted(self).name(QColor.NameFormat.HexArgb)};")
+        if s.source != self._shown_source:
+            self._shown_source = s.source
+            self._set_source_label(s.source)
         self.verdict.setText(self._verdict(s))
 
         gpu_segs = [(s.gpu.weights, theme.WEIGHTS), (s.gpu.kv, theme.KV), (s.gpu.compute, theme.COMPUTE),
@@ -294,10 +304,10 @@ class MeterWidget(QFrame):
             others = max(0, s.gpu_capacity - s.gpu_free)
             over_gpu = others + s.gpu.total > s.gpu_capacity or (s.source == "plan" and s.gpu.total > s.gpu_usable)
             self.gpu_bar.set_data(gpu_segs, s.gpu_capacity, others, limit=others + s.gpu_usable, over=over_gpu)
-            self.gpu_title.setText(f"<b>GPU</b>")
+            self.gpu_title.setText("<b>GPU</b>")
             self.gpu_text.setText(
                 f"<b>{theme.gib(s.gpu.total)}</b> for this model · {theme.gib(s.gpu_usable)} usable of "
-                f"{theme.gib(s.gpu_capacity)} ({s.gpu_name}; {theme.gib(s.headroom)} kept free"
+                f"{theme.gib(s.gpu_capacity)} on {s.gpu_name} ({theme.gib(s.headroom)} kept free"
                 + (f", {theme.gib(others)} used by others" if others >= 64 * 1024**2 else "") + ")")
         else:
             self.gpu_bar.set_data([], 0, empty_text="no NVIDIA GPU: everything runs on the CPU")
@@ -309,6 +319,8 @@ class MeterWidget(QFrame):
             f"<b>{theme.gib(s.host.total)}</b> for this model · {theme.gib(s.ram_available)} available of "
             f"{theme.gib(s.ram_capacity)}")
 
+        for w in self._legend_names["overhead"]:
+            w.setVisible(s.gpu_capacity > 0)
         for key, _label, _c in theme.SEGMENTS:
             g = getattr(s.gpu, key)
             h = getattr(s.host, key, 0)
@@ -317,7 +329,7 @@ class MeterWidget(QFrame):
                 parts.append(f"GPU {theme.gib(g, 2)}")
             if key != "overhead":
                 parts.append(f"RAM {theme.gib(h, 2)}")
-            self._legend_values[key].setText("  ".join(parts))
+            self._legend_values[key].setText(" · ".join(parts))
 
         if s.source == "measured" and s.diff_gpu is not None and s.diff_host is not None:
             self.diff.setText(
@@ -326,13 +338,23 @@ class MeterWidget(QFrame):
         else:
             self.diff.setText("")
 
+    def _set_source_label(self, source: str) -> None:
+        if source == "measured":
+            self.source.setText("● Measured after load")
+            self.source.setStyleSheet(f"color:{theme.GOOD.name()}; font-weight:bold;")
+        else:
+            self.source.setText("Estimate")
+            self.source.setToolTip("Computed from the file's header before loading; after a load the "
+                                   "measured numbers replace it.")
+            self.source.setStyleSheet(f"color:{theme.muted_css(self)};")
+
     @staticmethod
     def _verdict(s: MeterState) -> str:
         if s.source == "measured":
             return "This is what llama.cpp really allocated."
         if not s.fits:
-            return ("<span style='color:%s'><b>Won't fit:</b> this needs more memory than the card and RAM "
-                    "have. See the suggestions below.</span>" % theme.BAD.name())
+            return (f"<span style='color:{theme.BAD.name()}'><b>Won't fit:</b> this needs more memory than the card and RAM "
+                    "have. See the suggestions below.</span>")
         if s.gpu_capacity <= 0:
             return "No GPU to offload to: the whole model runs from RAM on the CPU."
         if s.fits_gpu:

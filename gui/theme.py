@@ -44,6 +44,12 @@ def muted(widget: QWidget | None = None) -> QColor:
     return c
 
 
+def muted_css(widget: QWidget | None = None) -> str:
+    """``muted`` as a style-sheet colour (rgba, which Qt style sheets read)."""
+    c = muted(widget)
+    return f"rgba({c.red()},{c.green()},{c.blue()},{c.alpha()})"
+
+
 def gib(n: float, digits: int = 1) -> str:
     """Sizes as home-lab users read them: GiB above 1 GiB, MiB below."""
     sign = "−" if n < 0 else ""

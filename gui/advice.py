@@ -1,0 +1,106 @@
+"""Why and what-if: the plan's reasons in plain words, and its suggestions as buttons.
+
+A suggestion button carries a complete ``LoadSettings``; clicking it emits ``suggestion_chosen`` and the
+main window applies those settings (the plan, the meter and this panel then follow). After a load,
+the fallback steps the engine took are listed here too, so the user sees what the ladder did.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QGroupBox, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from core.fit import Plan, Suggestion
+from gui import theme
+
+
+class AdvicePanel(QGroupBox):
+    """Reasons + suggestion buttons (+ fallback steps after a load)."""
+
+    suggestion_chosen = Signal(object)  # Suggestion
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Why, and what if", parent)
+        self.reasons = QLabel("")
+        self.reasons.setWordWrap(True)
+        self.reasons.setTextFormat(Qt.TextFormat.RichText)
+        self.fallbacks = QLabel("")
+        self.fallbacks.setWordWrap(True)
+        self.fallbacks.setVisible(False)
+        self._buttons_host = QWidget()
+        self._buttons_host.setStyleSheet("QPushButton#suggestion { text-align: left; padding: 4px 10px; }")
+        self._buttons_layout = QVBoxLayout(self._buttons_host)
+        self._buttons_layout.setContentsMargins(0, 0, 0, 0)
+        self._buttons_layout.setSpacing(4)
+        self.buttons: list[QPushButton] = []
+        self.suggestions: tuple[Suggestion, ...] = ()
+        lay = QVBoxLayout(self)
+        lay.setSpacing(6)
+        lay.addWidget(self.reasons)
+        lay.addWidget(self._buttons_host)
+        lay.addWidget(self.fallbacks)
+        self.clear()
+
+    def clear(self) -> None:
+        self.reasons.setText("<i>Reasons and suggestions appear here once a model is picked.</i>")
+        self._set_buttons(())
+        self.set_fallbacks(())
+
+    def set_plan(self, plan: Plan) -> None:
+        """Show ``plan``'s reasons and suggestions (widgets are only rebuilt when the words change, so a
+        dragged slider stays smooth)."""
+        if plan.reasons:
+            items = "".join(f"<li>{html.escape(r)}</li>" for r in plan.reasons)
+            text = f"<ul style='margin-left:-20px'>{items}</ul>"
+        else:
+            text = "Nothing to explain: the defaults fit."
+        if text != self.reasons.text():
+            self.reasons.setText(text)
+        if [s.text for s in plan.suggestions] == [s.text for s in self.suggestions] and self.buttons:
+            self.suggestions = tuple(plan.suggestions)  # same words: keep the buttons, refresh the payload
+            for b, s in zip(self.buttons, self.suggestions, strict=True):
+                b.setToolTip(self._tip(s))
+        else:
+            self._set_buttons(plan.suggestions)
+
+    def set_fallbacks(self, steps: Sequence[object]) -> None:
+        """The fallback ladder's steps (core.engine.Fallback: step, reason, processor), or none."""
+        if not steps:
+            self.fallbacks.setVisible(False)
+            self.fallbacks.setText("")
+            return
+        rows = "".join(
+            f"<li><b>{html.escape(str(getattr(s, 'step', '')))}</b>: {html.escape(str(getattr(s, 'reason', '')))}"
+            f" → {html.escape(str(getattr(s, 'processor', '')))}</li>" for s in steps)
+        self.fallbacks.setText(f"<span style='color:{theme.PARTIAL.name()}'><b>The load did not go as "
+                               f"planned; LayerFit stepped down:</b></span><ol>{rows}</ol>")
+        self.fallbacks.setVisible(True)
+
+    def _set_buttons(self, suggestions: Sequence[Suggestion]) -> None:
+        for b in self.buttons:
+            b.setParent(None)
+            b.deleteLater()
+        self.buttons = []
+        self.suggestions = tuple(suggestions)
+        for i, s in enumerate(self.suggestions):
+            b = QPushButton(f"→  {s.text}")
+            b.setObjectName("suggestion")
+            b.setToolTip(self._tip(s))
+            b.clicked.connect(lambda _checked=False, i=i: self._chosen(i))
+            self._buttons_layout.addWidget(b)
+            self.buttons.append(b)
+        self._buttons_host.setVisible(bool(self.buttons))
+
+    def _chosen(self, i: int) -> None:
+        if 0 <= i < len(self.suggestions):
+            self.suggestion_chosen.emit(self.suggestions[i])
+
+    @staticmethod
+    def _tip(s: Suggestion) -> str:
+        tip = f"Apply: {s.text}. Result: {s.processor}, {s.gpu_layers} layers on the GPU"
+        if s.saves:
+            tip += f", saves {theme.gib(s.saves)} of GPU memory"
+        return tip

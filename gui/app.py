@@ -1,0 +1,69 @@
+"""Start the GUI: ``main(argv) -> exit code``.
+
+Qt 6's Fusion style follows the system's light or dark scheme by itself (Qt ≥ 6.5 reads the platform's
+colour scheme), so LayerFit sets no palette of its own; its meaningful colours (theme.py) read on both.
+Set ``LAYERFIT_SCREENSHOT=/path/shot.png`` to save a picture of the window shortly after it shows
+(for docs).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+import resources
+from core import __version__
+from core.settings import APP
+from gui.notify import install_excepthooks
+
+SCREENSHOT_DELAY_MS = 1500
+
+
+def app_icon() -> QIcon:
+    """The app icon: the SVG when Qt can render it, the PNG otherwise."""
+    here = Path(resources.__file__).parent
+    icon = QIcon()
+    for name in ("layerfit.svg", "layerfit.png"):
+        p = here / name
+        if p.is_file():
+            icon.addFile(str(p))
+    return icon
+
+
+def make_app(argv: Sequence[str] = ()) -> QApplication:
+    """The QApplication (created once), with names, style and icon set."""
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        app = QApplication([sys.argv[0] if sys.argv else "layerfit", *argv])
+    app.setOrganizationName(APP)
+    app.setApplicationName(APP)
+    app.setApplicationDisplayName(APP)
+    app.setApplicationVersion(__version__)
+    app.setDesktopFileName("layerfit")
+    app.setStyle("Fusion")
+    app.setWindowIcon(app_icon())
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Open the main window and run until it closes. Returns the process exit code."""
+    app = make_app(list(argv or []))
+    install_excepthooks()
+    from gui.mainwindow import MainWindow  # after the QApplication exists
+
+    win = MainWindow()
+    win.show()
+    shot = os.environ.get("LAYERFIT_SCREENSHOT")
+    if shot:
+        QTimer.singleShot(SCREENSHOT_DELAY_MS, lambda: win.grab().save(shot))
+    return int(app.exec())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,458 @@
+"""The model library: a Qt list model of GGUF files and the panel around it.
+
+``ModelListModel`` is a real ``QAbstractListModel`` (checked with qtmodeltester). Each row is a file
+from the configured folders, a file added by hand (or dropped), or the demo model. Listing only reads
+names and sizes (core.library); a header is read off the GUI thread when the row is selected, and the
+other rows are filled in one at a time in the background. A bad file shows its error in red and the
+list carries on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QRect,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QFont, QFontMetrics, QPainter, QPalette
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QMenu,
+    QPushButton,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.errors import describe
+from core.gguf_info import ModelInfo, read_model_info
+from core.library import LibraryEntry, list_models
+from gui import theme
+from gui.workers import run_task
+
+_Index = QModelIndex | QPersistentModelIndex
+
+
+class Role(IntEnum):
+    PATH = Qt.ItemDataRole.UserRole + 1
+    INFO = Qt.ItemDataRole.UserRole + 2  # ModelInfo | None
+    ERROR = Qt.ItemDataRole.UserRole + 3  # str | None
+    SOURCE = Qt.ItemDataRole.UserRole + 4  # "demo" | "folder" | "file"
+    SUMMARY = Qt.ItemDataRole.UserRole + 5  # one line: arch · params · quant · size · ctx
+    READING = Qt.ItemDataRole.UserRole + 6  # bool: header being read
+    SIZE = Qt.ItemDataRole.UserRole + 7  # int bytes
+
+
+@dataclass
+class _Row:
+    entry: LibraryEntry
+    info: ModelInfo | None = None
+    error: str | None = None
+    reading: bool = False
+
+
+def summary(info: ModelInfo | None, size: int) -> str:
+    """"llama · 135M params · Q4_1 · 98 MiB · 8K context" (size alone before the header is read)."""
+    if info is None:
+        return theme.gib(size)
+    parts = [info.arch, f"{theme.params(info.n_params)} params" if info.n_params else "",
+             info.file_type, theme.gib(info.file_size or size),
+             f"{theme.tokens(info.n_ctx_train)} context" if info.n_ctx_train else ""]
+    return " · ".join(p for p in parts if p)
+
+
+class ModelListModel(QAbstractListModel):
+    """Rows of models (see Role). Headers are attached with ``set_info`` / ``set_error``."""
+
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self._rows: list[_Row] = []
+        self._cache: dict[str, tuple[ModelInfo | None, str | None]] = {}
+
+    # ---- Qt model API ---------------------------------------------------------------------------------
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 - Qt's default
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._rows) or index.column() != 0:
+            return None
+        r = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            # The file name is how users know their models; the GGUF's general.name is often a
+            # training-run label ("Smollm2 135M 8k Lc100K Mix1 Ep2"), so it goes in the tooltip.
+            name = r.entry.name
+            return f"{name} (demo)" if r.entry.source == "demo" else name
+        if role == Qt.ItemDataRole.ToolTipRole:
+            lines = [r.entry.path]
+            if r.info is not None and r.info.name and r.info.name != r.entry.name:
+                lines.append(f"name in the file: {r.info.name}")
+            if r.error:
+                lines.append(f"Problem: {r.error}")
+            elif r.info is not None:
+                i = r.info
+                lines.append(f"{i.arch}, {i.n_layer} layers, {theme.params(i.n_params)} parameters, "
+                             f"{i.file_type or '?'}; trained context {i.n_ctx_train:,} tokens")
+                if i.n_expert:
+                    lines.append(f"Mixture of experts: {i.n_expert} experts, {i.n_expert_used} used per token")
+                if i.sliding_window:
+                    lines.append(f"Sliding-window attention: window {i.sliding_window:,}")
+            return "\n".join(lines)
+        if role == Role.PATH:
+            return r.entry.path
+        if role == Role.INFO:
+            return r.info
+        if role == Role.ERROR:
+            return r.error
+        if role == Role.SOURCE:
+            return r.entry.source
+        if role == Role.SUMMARY:
+            if r.error:
+                return r.error
+            return summary(r.info, r.entry.size) + (" · reading header…" if r.reading else "")
+        if role == Role.READING:
+            return r.reading
+        if role == Role.SIZE:
+            return r.entry.size
+        return None
+
+    def flags(self, index: _Index) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+
+    def roleNames(self) -> dict[int, bytes]:
+        names = dict(super().roleNames())
+        names.update({int(r): r.name.lower().encode() for r in Role})
+        return names
+
+    # ---- updates ------------------------------------------------------------------------------------------
+    def set_entries(self, entries: list[LibraryEntry]) -> None:
+        """Replace the rows; headers read before (same path) are kept."""
+        self.beginResetModel()
+        self._rows = []
+        for e in entries:
+            info, err = self._cache.get(e.path, (None, None))
+            self._rows.append(_Row(e, info, err or e.problem))
+        self.endResetModel()
+
+    def set_reading(self, path: str, reading: bool) -> None:
+        self._update(path, reading=reading)
+
+    def set_info(self, path: str, info: ModelInfo) -> None:
+        self._cache[path] = (info, None)
+        self._update(path, info=info, error=None, reading=False)
+
+    def set_error(self, path: str, error: str) -> None:
+        self._cache[path] = (None, error)
+        self._update(path, info=None, error=error, reading=False)
+
+    def _update(self, path: str, **changes: Any) -> None:
+        row = self.row_of(path)
+        if row < 0:
+            return
+        for k, v in changes.items():
+            setattr(self._rows[row], k, v)
+        idx = self.index(row, 0)
+        self.dataChanged.emit(idx, idx, [])
+
+    # ---- queries ------------------------------------------------------------------------------------------
+    def row_of(self, path: str) -> int:
+        for i, r in enumerate(self._rows):
+            if r.entry.path == path:
+                return i
+        return -1
+
+    def path_at(self, row: int) -> str:
+        return self._rows[row].entry.path
+
+    def info_of(self, path: str) -> ModelInfo | None:
+        return self._cache.get(path, (None, None))[0]
+
+    def error_of(self, path: str) -> str | None:
+        row = self.row_of(path)
+        return self._rows[row].error if row >= 0 else self._cache.get(path, (None, None))[1]
+
+    def next_unread(self) -> str | None:
+        """A row whose header hasn't been read yet (background prefetch)."""
+        for r in self._rows:
+            if r.info is None and r.error is None and not r.reading:
+                return r.entry.path
+        return None
+
+
+class ModelDelegate(QStyledItemDelegate):
+    """Two lines per model: the name (bold), then the facts in grey, or the error in red."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:  # noqa: ARG002
+        fm = QFontMetrics(option.font)  # type: ignore[attr-defined]
+        return QSize(200, fm.height() * 2 + 14)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        opt.text = ""  # type: ignore[attr-defined]
+        style = opt.widget.style() if opt.widget is not None else None  # type: ignore[attr-defined]
+        if style is not None:
+            style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)  # type: ignore[attr-defined]
+        painter.save()
+        rect: QRect = opt.rect.adjusted(10, 5, -8, -5)  # type: ignore[attr-defined]
+        selected = bool(opt.state & QStyle.StateFlag.State_Selected)  # type: ignore[attr-defined]
+        pal = opt.palette  # type: ignore[attr-defined]
+        text_role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        bold = QFont(opt.font)  # type: ignore[attr-defined]
+        bold.setBold(True)
+        fm = QFontMetrics(bold)
+        painter.setFont(bold)
+        painter.setPen(pal.color(text_role))
+        name = fm.elidedText(str(index.data(Qt.ItemDataRole.DisplayRole) or ""), Qt.TextElideMode.ElideMiddle,
+                             rect.width())
+        painter.drawText(rect.adjusted(0, 0, 0, -rect.height() // 2), Qt.AlignmentFlag.AlignVCenter, name)
+        painter.setFont(opt.font)  # type: ignore[attr-defined]
+        err = index.data(Role.ERROR)
+        if err:
+            painter.setPen(theme.BAD if not selected else pal.color(text_role))
+            line = f"⚠ {err}"
+        else:
+            c = pal.color(text_role)
+            c.setAlphaF(0.85 if selected else 0.62)
+            painter.setPen(c)
+            line = str(index.data(Role.SUMMARY) or "")
+        line = QFontMetrics(opt.font).elidedText(line, Qt.TextElideMode.ElideRight, rect.width())  # type: ignore[attr-defined]
+        painter.drawText(rect.adjusted(0, rect.height() // 2, 0, 0), Qt.AlignmentFlag.AlignVCenter, line)
+        painter.restore()
+
+
+class LibraryPanel(QWidget):
+    """The list of models, with Add folder / Add file / Remove. Emits the chosen model's header.
+
+    Signals:
+        model_chosen(ModelInfo): the selected model's header is ready (GUI thread).
+        model_failed(str path, str error): the selected file can't be used.
+        sources_changed(): folders or added files changed (to be saved).
+    """
+
+    model_chosen = Signal(object)
+    model_failed = Signal(str, str)
+    sources_changed = Signal()
+    listed = Signal()  # the list was (re)built
+
+    def __init__(self, folders: list[str] | None = None, files: list[str] | None = None,
+                 prefetch: bool = True, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.folders: list[str] = list(folders or [])
+        self.files: list[str] = list(files or [])
+        self.prefetch = prefetch
+        self._prefetching = False
+        self._selected: str | None = None
+        self._pending_select: str | None = None
+        self._list_gen = 0
+
+        self.model = ModelListModel(self)
+        self.view = QListView()
+        self.view.setModel(self.model)
+        self.view.setItemDelegate(ModelDelegate(self.view))
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setUniformItemSizes(True)
+        self.view.setAlternatingRowColors(False)
+        self.view.setToolTip("")
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+
+        title = QLabel("<b>Models</b>")
+        self.add_file_btn = QPushButton("Add file…")
+        self.add_file_btn.setToolTip("Add one .gguf file (you can also drop .gguf files onto the window)")
+        self.add_folder_btn = QPushButton("Add folder…")
+        self.add_folder_btn.setToolTip("Scan a folder (and a few levels below it) for .gguf files")
+        self.folders_btn = QToolButton()
+        self.folders_btn.setText("Folders ▾")
+        self.folders_btn.setToolTip("The folders LayerFit scans; pick one to stop scanning it")
+        self.folders_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.folders_menu = QMenu(self.folders_btn)
+        self.folders_btn.setMenu(self.folders_menu)
+        self.hint = QLabel("")
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet(f"color:{theme.muted_css(self)};")
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.add_file_btn)
+        buttons.addWidget(self.add_folder_btn)
+        buttons.addWidget(self.folders_btn)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(title)
+        lay.addWidget(self.view, 1)
+        lay.addLayout(buttons)
+        lay.addWidget(self.hint)
+
+        self.add_file_btn.clicked.connect(self._ask_file)
+        self.add_folder_btn.clicked.connect(self._ask_folder)
+        self.view.selectionModel().currentChanged.connect(self._on_current)
+        self.view.customContextMenuRequested.connect(self._context_menu)
+        self._rebuild_folders_menu()
+
+    # ---- sources ------------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-list the models (off the GUI thread: folders may be slow network shares)."""
+        self._list_gen += 1
+        gen = self._list_gen
+        folders, files = list(self.folders), list(self.files)
+        run_task(lambda: list_models(folders, files), on_result=lambda es: self._on_listed(gen, es),
+                 context="Listing models")
+
+    def add_files(self, paths: list[str]) -> None:
+        """Add .gguf files by hand (dialog or drop) and select the first one."""
+        added = [str(Path(p).expanduser().resolve()) for p in paths if p.lower().endswith(".gguf")]
+        for p in added:
+            if p not in self.files:
+                self.files.append(p)
+        if added:
+            self._pending_select = added[0]
+            self.sources_changed.emit()
+            self.refresh()
+
+    def add_folder(self, folder: str) -> None:
+        if folder and folder not in self.folders:
+            self.folders.append(folder)
+            self._rebuild_folders_menu()
+            self.sources_changed.emit()
+            self.refresh()
+
+    def remove_folder(self, folder: str) -> None:
+        if folder in self.folders:
+            self.folders.remove(folder)
+            self._rebuild_folders_menu()
+            self.sources_changed.emit()
+            self.refresh()
+
+    def remove_file(self, path: str) -> None:
+        if path in self.files:
+            self.files.remove(path)
+            self.sources_changed.emit()
+            self.refresh()
+
+    def select_path(self, path: str) -> bool:
+        """Select ``path`` now, or as soon as it is listed. True when it was already in the list."""
+        row = self.model.row_of(path)
+        if row < 0:
+            self._pending_select = path
+            return False
+        self.view.setCurrentIndex(self.model.index(row, 0))
+        return True
+
+    def selected_path(self) -> str | None:
+        return self._selected
+
+    # ---- internals -----------------------------------------------------------------------------------------
+    def _on_listed(self, gen: int, entries: list[LibraryEntry]) -> None:
+        if gen != self._list_gen:
+            return  # a newer listing is on its way
+        keep = self._pending_select or self._selected
+        self.model.set_entries(entries)
+        n = len(entries)
+        self.hint.setText("No models yet: add a folder or a .gguf file, or drop one here." if n == 0 else
+                          f"{n} model{'s' if n != 1 else ''}. Drop .gguf files anywhere to add them.")
+        self._pending_select = None
+        row = self.model.row_of(keep) if keep else -1
+        if row < 0 and n and keep is None:
+            row = 0
+        if row >= 0:
+            self.view.setCurrentIndex(self.model.index(row, 0))
+        self.listed.emit()
+        self._prefetch_next()
+
+    def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if not current.isValid():
+            return
+        path = self.model.path_at(current.row())
+        if path == self._selected and self.model.info_of(path) is None and self.model.error_of(path) is None:
+            return  # already being read
+        self._selected = path
+        info = self.model.info_of(path)
+        err = self.model.error_of(path)
+        if info is not None:
+            self.model_chosen.emit(info)
+        elif err is not None:
+            self.model_failed.emit(path, err)
+        else:
+            self._read(path)
+
+    def _read(self, path: str, prefetch: bool = False) -> None:
+        if self.model.data(self.model.index(self.model.row_of(path), 0), Role.READING):
+            return
+        self.model.set_reading(path, True)
+        if prefetch:
+            self._prefetching = True
+        run_task(lambda: read_model_info(path),
+                 on_result=lambda info: self._on_read(path, info, None, prefetch),
+                 on_error=lambda exc: self._on_read(path, None, describe(exc), prefetch))
+
+    def _on_read(self, path: str, info: ModelInfo | None, error: str | None, prefetch: bool) -> None:
+        if info is not None:
+            self.model.set_info(path, info)
+        else:
+            self.model.set_error(path, error or "unreadable")
+        if path == self._selected:
+            if info is not None:
+                self.model_chosen.emit(info)
+            else:
+                self.model_failed.emit(path, error or "unreadable")
+        if prefetch:
+            self._prefetching = False
+        self._prefetch_next()
+
+    def _prefetch_next(self) -> None:
+        if not self.prefetch or self._prefetching:
+            return
+        nxt = self.model.next_unread()
+        if nxt is not None:
+            self._read(nxt, prefetch=True)
+
+    def _ask_file(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add GGUF models", str(Path.home()), "GGUF models (*.gguf)")
+        self.add_files(paths)
+
+    def _ask_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of GGUF models", str(Path.home()))
+        if folder:
+            self.add_folder(folder)
+
+    def _rebuild_folders_menu(self) -> None:
+        self.folders_menu.clear()
+        if not self.folders:
+            a = self.folders_menu.addAction("No folders yet")
+            a.setEnabled(False)
+        for f in self.folders:
+            a = self.folders_menu.addAction(f"Stop scanning {f}")
+            a.triggered.connect(lambda _c=False, f=f: self.remove_folder(f))
+        self.folders_btn.setText(f"Folders ({len(self.folders)}) ▾")
+
+    def _context_menu(self, pos: Any) -> None:
+        idx = self.view.indexAt(pos)
+        if not idx.isValid():
+            return
+        path = self.model.path_at(idx.row())
+        menu = QMenu(self)
+        if path in self.files:
+            menu.addAction("Remove from list", lambda: self.remove_file(path))
+        menu.addAction("Re-read header", lambda: self._reread(path))
+        menu.popup(self.view.viewport().mapToGlobal(pos))
+
+    def _reread(self, path: str) -> None:
+        self.model._cache.pop(path, None)
+        self.model._update(path, info=None, error=None)
+        self._read(path)
