@@ -112,6 +112,11 @@ class MainWindow(QMainWindow):
         self._plan_timer = QTimer(self)
         self._plan_timer.setSingleShot(True)
         self._plan_timer.setInterval(0)
+        # Suggestions cost a few plans each; they follow one event-loop turn after the meter, so a
+        # dragged slider repaints the meter within a frame and the advice catches up when it rests.
+        self._advice_timer = QTimer(self)
+        self._advice_timer.setSingleShot(True)
+        self._advice_timer.setInterval(0)
         self._sweep_timer = QTimer(self)
         self._sweep_timer.setSingleShot(True)
         self._sweep_timer.setInterval(SWEEP_DEBOUNCE_MS)
@@ -254,6 +259,7 @@ class MainWindow(QMainWindow):
         self.load_panel.hardware_changed.connect(self._schedule_save)
         self.load_panel.notice.connect(notifier().info)
         self._plan_timer.timeout.connect(self._update_plan)
+        self._advice_timer.timeout.connect(self._update_advice)
         self._sweep_timer.timeout.connect(self._start_sweep)
         self.advice.suggestion_chosen.connect(self.apply_suggestion)
         # actions
@@ -342,7 +348,8 @@ class MainWindow(QMainWindow):
         if inputs is None or self.model_info is None:
             return
         try:
-            plan = make_plan(self.model_info, inputs.settings, self.load_panel.hardware(), inputs.headroom)
+            plan = make_plan(self.model_info, inputs.settings, self.load_panel.hardware(), inputs.headroom,
+                             suggest=False)
         except Exception as exc:  # noqa: BLE001 - shown to the user, once per distinct message
             self.plan = None
             self.meter.clear(f"Can't plan this model: {exc}")
@@ -359,10 +366,24 @@ class MainWindow(QMainWindow):
             self.meter.set_measured(self.load_result.placement, self.loaded_plan)
         else:
             self.meter.set_plan(plan)
-        self.advice.set_plan(plan)
         self.load_panel.show_resolved_layers(plan.gpu_layers)
+        self._advice_timer.start()
         self._sweep_timer.start()
         self._update_actions()
+        self.plan_changed.emit(plan)
+
+    def _update_advice(self) -> None:
+        """The same plan with reasons and suggestions (a few more estimates), for the advice panel."""
+        inputs, model = self.plan_inputs, self.model_info
+        if inputs is None or model is None or self.plan is None or self.plan.model is not model:
+            return
+        try:
+            plan = make_plan(model, inputs.settings, self.load_panel.hardware(), inputs.headroom)
+        except Exception as exc:  # noqa: BLE001 - the meter already shows the plan; say why advice is missing
+            notifier().error(exc, "Suggestions")
+            return
+        self.plan = plan
+        self.advice.set_plan(plan)
         self.plan_changed.emit(plan)
 
     def apply_suggestion(self, suggestion: Suggestion) -> None:
