@@ -294,9 +294,11 @@ def _parse(p: Path, buf: Any, size: int) -> ModelInfo:
     n_tensors = cur.u64("tensor count")
     n_kv = cur.u64("metadata count")
     if n_tensors * _MIN_TENSOR_INFO > size:
-        raise _Bad(f"the header claims {n_tensors:,} tensors, more than the file can hold")
+        raise _Bad(f"the header claims {n_tensors:,} tensors, more than the file can hold: "
+                   "it is cut short or damaged (an incomplete download?)")
     if n_kv * 13 > size:  # key length (8) + 1-char key + value type (4)
-        raise _Bad(f"the header claims {n_kv:,} metadata entries, more than the file can hold")
+        raise _Bad(f"the header claims {n_kv:,} metadata entries, more than the file can hold: "
+                   "it is cut short or damaged (an incomplete download?)")
 
     meta: dict[str, Any] = {}
     token_offsets: list[int] = []
