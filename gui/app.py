@@ -27,7 +27,7 @@ SCREENSHOT_DELAY_MS = 1500
 
 def app_icon() -> QIcon:
     """The app icon: the SVG when Qt can render it, the PNG otherwise."""
-    here = Path(resources.__file__).parent
+    here = Path(next(iter(resources.__path__)))  # works for a regular, namespace or frozen package
     icon = QIcon()
     for name in ("layerfit.svg", "layerfit.png"):
         p = here / name
@@ -61,7 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     win.show()
     shot = os.environ.get("LAYERFIT_SCREENSHOT")
     if shot:
-        QTimer.singleShot(SCREENSHOT_DELAY_MS, lambda: win.grab().save(shot))
+        # Docs and launcher checks: save a picture of the window; LAYERFIT_EXIT_AFTER_SCREENSHOT=1 then quits.
+        def grab() -> None:
+            win.grab().save(shot)
+            if os.environ.get("LAYERFIT_EXIT_AFTER_SCREENSHOT"):
+                win.close()
+                app.quit()
+
+        QTimer.singleShot(SCREENSHOT_DELAY_MS, grab)
     return int(app.exec())
 
 

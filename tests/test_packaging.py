@@ -52,3 +52,21 @@ def test_gui_script_is_declared() -> None:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert meta["scripts"]["layerfit"] == "core.cli:main"
     assert meta["gui-scripts"]["layerfit-gui"].startswith("gui.")
+
+
+def test_gui_launcher_starts_the_window_from_any_folder(tmp_path: Path) -> None:
+    """The `layerfit-gui` script (what the .desktop entry and shortcuts run) opens the window offscreen."""
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).parent / "layerfit-gui"
+    assert exe.exists(), "pip should have made the GUI launcher"
+    shot = tmp_path / "window.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "LAYERFIT_SCREENSHOT": str(shot),
+           "LAYERFIT_EXIT_AFTER_SCREENSHOT": "1", "LAYERFIT_CONFIG_DIR": str(tmp_path / "c"),
+           "LAYERFIT_DATA_DIR": str(tmp_path / "d")}
+    r = subprocess.run([str(exe)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert shot.stat().st_size > 10_000  # a real picture of the window, not an empty file
+    assert (tmp_path / "c" / "settings.json").exists()  # the window saved its settings on close
