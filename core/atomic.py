@@ -6,6 +6,7 @@ content is on disk. Errors come back as ``SaveError`` with a message a person un
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -46,10 +47,8 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         raise SaveError(exc.errno or 0, _describe(exc, path)) from exc
     finally:
         if tmp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

@@ -7,6 +7,7 @@ a fake module to ``probe(nvml=...)``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -179,10 +180,8 @@ def probe(nvml: Any | None = None) -> Hardware:
     except Exception as exc:
         return replace(base, gpu_problem=f"NVML failed while listing GPUs ({_nvml_reason(exc)})")
     finally:
-        try:
+        with contextlib.suppress(Exception):
             mod.nvmlShutdown()
-        except Exception:
-            pass
 
 
 def _nvml_reason(exc: BaseException) -> str:
@@ -202,7 +201,5 @@ def nvml_used(index: int = 0, nvml: Any | None = None) -> int | None:
     except Exception:
         return None
     finally:
-        try:
+        with contextlib.suppress(Exception):
             mod.nvmlShutdown()
-        except Exception:
-            pass

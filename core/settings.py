@@ -6,6 +6,7 @@ variables (tests point them at a temp dir, so they never touch a real profile).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, fields
@@ -57,10 +58,8 @@ class AppSettings:
         except FileNotFoundError:
             return cls()
         except (OSError, ValueError):
-            try:
+            with contextlib.suppress(OSError):
                 path.replace(path.with_suffix(".json.bad"))
-            except OSError:
-                pass
             return cls()
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in names})

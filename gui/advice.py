@@ -10,11 +10,44 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QGroupBox, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from core.fit import Plan, Suggestion
 from gui import theme
+
+
+class WrapButton(QPushButton):
+    """A push button whose text wraps onto several lines (QPushButton never wraps, so a long
+    suggestion would force the whole middle column wider than the window)."""
+
+    def __init__(self, text: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.label = QLabel(text, self)
+        self.label.setWordWrap(True)
+        self.label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(10, 5, 10, 5)
+        lay.addWidget(self.label)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+
+    def text(self) -> str:  # type: ignore[override]
+        return self.label.text()
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        m = self.layout().contentsMargins()
+        return self.label.heightForWidth(width - m.left() - m.right()) + m.top() + m.bottom()
+
+    def sizeHint(self) -> QSize:
+        m = self.layout().contentsMargins()
+        w = min(self.label.sizeHint().width(), 480) + m.left() + m.right()
+        return QSize(w, self.heightForWidth(w))
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(120, self.heightForWidth(max(self.width(), 120)))
 
 
 class AdvicePanel(QGroupBox):
@@ -86,7 +119,7 @@ class AdvicePanel(QGroupBox):
         self.buttons = []
         self.suggestions = tuple(suggestions)
         for i, s in enumerate(self.suggestions):
-            b = QPushButton(f"→  {s.text}")
+            b = WrapButton(f"→  {s.text}")
             b.setObjectName("suggestion")
             b.setToolTip(self._tip(s))
             b.clicked.connect(lambda _checked=False, i=i: self._chosen(i))

@@ -212,9 +212,19 @@ class ChatPanel(QWidget):
         input_row.addWidget(self.input, 1)
         input_row.addLayout(buttons)
 
+        # The system prompt and sampler sit in a side column that folds away, so the transcript keeps
+        # its width when the window is shared with the planner.
+        self.settings_toggle = QPushButton("System prompt && sampling")
+        self.settings_toggle.setCheckable(True)
+        self.settings_toggle.setToolTip("Show or hide the system prompt and the sampling settings")
+        top_row = QHBoxLayout()
+        top_row.addStretch(1)
+        top_row.addWidget(self.settings_toggle)
+
         centre = QWidget()
         cv = QVBoxLayout(centre)
         cv.setContentsMargins(0, 0, 0, 0)
+        cv.addLayout(top_row)
         cv.addWidget(self.context_banner)
         cv.addWidget(self.transcript_view, 1)
         cv.addWidget(self.empty_hint, 1)
@@ -294,7 +304,9 @@ class ChatPanel(QWidget):
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setStretchFactor(2, 0)
         self.splitter.setCollapsible(1, False)
-        self.splitter.setSizes([190, 560, 250])
+        self.splitter.setSizes([160, 560, 240])
+        self.settings_toggle.toggled.connect(self.settings_area.setVisible)
+        self.settings_area.setVisible(False)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(6, 6, 6, 6)
         outer.addWidget(self.splitter)

@@ -195,7 +195,7 @@ class MainWindow(QMainWindow):
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 3)
         self.splitter.setStretchFactor(2, 3)
-        self.splitter.setSizes([230, 520, 690])
+        self.splitter.setSizes([220, 590, 630])
         self.splitter.setChildrenCollapsible(False)
         self.setCentralWidget(self.splitter)
 

@@ -177,6 +177,7 @@ class MeterWidget(QFrame):
         f.setPointSizeF(f.pointSizeF() * 1.6)
         f.setBold(True)
         self.processor.setFont(f)
+        self.processor.setWordWrap(True)  # "74%/26% CPU/GPU — won't fit" may wrap in a narrow column
         self.processor.setToolTip("Share of the model's memory in RAM (CPU) and VRAM (GPU), as `ollama ps` "
                                   "prints it in its PROCESSOR column.")
         self.layers = QLabel("")

@@ -11,7 +11,7 @@ import logging
 import sys
 import threading
 import traceback
-from enum import Enum
+from enum import StrEnum
 
 from PySide6.QtCore import QObject, Signal
 
@@ -20,7 +20,7 @@ from core.errors import describe
 log = logging.getLogger("layerfit")
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"
