@@ -88,6 +88,19 @@ class _Layout:
     out_mm: int  # the output matmul weight alone
     other_bytes: int  # non-block tensors that are neither embedding nor output
     float_matmuls: bool  # F16/BF16/F32 matrices: cuBLAS will run
+    tied: bool = False  # no output.weight: the output layer reuses token_embd
+
+    @property
+    def out_host_bytes(self) -> int:
+        """The output layer's bytes when it stays in host memory.
+
+        llama.cpp duplicates a tied embedding (``TENSOR_DUPLICATED``) only into a *different*
+        buffer type: on the GPU it is a real copy, but on the host the output layer lands in the same
+        CPU buffer as ``token_embd`` and the loader returns the existing tensor
+        (llama-model-loader.cpp ``create_tensor``). The CUDA_Host buffer type, first in the host
+        list, is swapped for the mapped CPU one under mmap, so no CPU_REPACK copy either.
+        """
+        return self.out_bytes - (self.embd_bytes if self.tied else 0)
 
 
 _layout_cache: dict[int, tuple[ModelInfo, _Layout]] = {}
@@ -125,7 +138,7 @@ def _layout(model: ModelInfo) -> _Layout:
     if tied:  # llama.cpp duplicates the tied embedding as the output layer's weight
         out += embd
         out_mm = embd
-    lay = _Layout(tuple(lb), tuple(le), tuple(lm), tuple(lx), embd, out, out_mm, other, float_mm)
+    lay = _Layout(tuple(lb), tuple(le), tuple(lm), tuple(lx), embd, out, out_mm, other, float_mm, tied)
     if len(_layout_cache) > 32:
         _layout_cache.clear()
     _layout_cache[id(model)] = (model, lay)
@@ -195,6 +208,17 @@ def layer_kv_bytes(model: ModelInfo, settings: LoadSettings) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _mask_sizes(model: ModelInfo, n_kv: int, n_swa: int) -> list[int]:
+    """KV cells of each attention mask in the graph: one for full layers, one for SWA layers."""
+    swa = model.swa_layers or (False,) * model.n_layer
+    sizes = []
+    if not all(swa):
+        sizes.append(n_kv)
+    if any(swa) and n_swa:
+        sizes.append(n_swa)
+    return sizes
+
+
 def _stages(model: ModelInfo, settings: LoadSettings, fa: bool, n_kv: int, n_swa: int) -> dict[str, int]:
     """Peak bytes of the worst-case graph at its three candidate stages (f32 activations)."""
     T = min(settings.n_ubatch, settings.n_batch, n_kv)  # tokens in the reserve graph
@@ -207,16 +231,22 @@ def _stages(model: ModelInfo, settings: LoadSettings, fa: bool, n_kv: int, n_swa
     if has_attn:
         act = (2 * e + h * (model.key_length + model.value_length) + hkv * (model.key_length + model.value_length))
         attn = act * T * 4
-        swa = model.swa_layers or (False,) * model.n_layer
-        kv_sizes = {n_swa if is_swa else n_kv for is_swa in swa} - {0}
+        # One mask per KV cache: a sliding-window model keeps two (full and SWA) even when swa_full
+        # makes them the same size (llama_kv_cache_iswa builds a mask for each).
+        kv_sizes = _mask_sizes(model, n_kv, n_swa)
         elt = 2 if fa else 4  # the KQ mask is f16 with flash attention, f32 without
         attn += sum(n * T * elt for n in kv_sizes)
         if not fa:
             attn += max(kv_sizes, default=n_kv) * T * h * 4  # the KQ matrix (softmax is in place)
     if model.n_expert:
+        # build_moe_ffn: gate and up [n_ff_exp, n_used, T] and their (not in-place) SwiGLU product
+        # are alive at once, with the router logits/probs and the normed input; the masks stay alive
+        # through the FFN. Matches llama.cpp's reserve for Mixtral-8x7B to 0.05 MiB (crosscheck_cpu.py).
         ffe = model.n_ff_exp or model.n_ff
         used = max(model.n_expert_used, 1)
-        ffn = (3 * e + 2 * model.n_expert + 2 * ffe * used + e * used) * T * 4
+        ffn = (3 * e + 2 * model.n_expert + 3 * ffe * used) * T * 4
+        if has_attn and fa:
+            ffn += sum(n * T * 2 for n in _mask_sizes(model, n_kv, n_swa))
     else:
         ffn = (3 * e + 2 * model.n_ff) * T * 4
     return {"output": out, "attention": attn, "ffn": ffn, "tokens": T}
@@ -246,7 +276,7 @@ def estimate(model: ModelInfo, settings: LoadSettings, gpu_layers: int, *, flash
     if exps_cpu:
         w_gpu -= sum(lay.layer_exps[first_gpu:])
     w_host = lay.embd_bytes + lay.other_bytes + sum(lay.layer_bytes[:first_gpu]) \
-        + (0 if out_gpu else lay.out_bytes) + (sum(lay.layer_exps[first_gpu:]) if exps_cpu else 0)
+        + (0 if out_gpu else lay.out_host_bytes) + (sum(lay.layer_exps[first_gpu:]) if exps_cpu else 0)
     kv_gpu = sum(kv_layers[first_gpu:]) if settings.offload_kqv else 0
     kv_host = sum(kv_layers) - kv_gpu
     attn_on_gpu = blocks > 0 and settings.offload_kqv
@@ -254,7 +284,9 @@ def estimate(model: ModelInfo, settings: LoadSettings, gpu_layers: int, *, flash
     mask = n_kv * T * (2 if fa else 4)
 
     if not has_gpu:
-        host_compute = max(st["output"], st["attention"], st["ffn"]) + model.n_vocab * 4
+        # CPU only: the graph peak, the input embedding rows (on CUDA they sit in the pinned host
+        # buffer, here in the compute buffer) and the logits output buffer.
+        host_compute = max(st["output"], st["attention"], st["ffn"]) + model.n_embd * T * 4 + model.n_vocab * 4
         host = HostMemory(weights=w_host + w_gpu, kv=sum(kv_layers), compute=host_compute)
         return Estimate(DeviceMemory(), host, 0, 0, False, fa, n_kv, n_swa, sum(kv_layers),
                         sum(lay.layer_bytes) + lay.out_bytes, {"stages": st})
@@ -299,3 +331,17 @@ def weights_offloadable(model: ModelInfo) -> int:
     """Bytes of every weight that can live on the GPU (all blocks and the output layer)."""
     lay = _layout(model)
     return sum(lay.layer_bytes) + lay.out_bytes
+
+
+def cpu_buffers(model: ModelInfo, settings: LoadSettings) -> dict[str, int]:
+    """The buffers llama.cpp logs for a CPU-only context: KV cache, compute buffer, output buffer.
+
+    This is what ``benchmarks/crosscheck_cpu.py`` and ``tests/test_crosscheck_llamacpp.py`` compare
+    with llama.cpp's own allocator. The CPU compute buffer is the full-offload graph peak of a GPU
+    plus the input embedding rows (``n_embd x T`` f32), which on CUDA sit in the pinned host buffer.
+    """
+    n_kv, n_swa = kv_cells(model, settings)
+    fa = resolve_flash_attn(model, settings, has_gpu=False)
+    st = _stages(model, settings, fa, n_kv, n_swa)
+    compute = max(st["output"], st["attention"], st["ffn"]) + model.n_embd * st["tokens"] * 4
+    return {"kv": sum(layer_kv_bytes(model, settings)), "compute": compute, "output": model.n_vocab * 4}

@@ -45,6 +45,13 @@ class Shape:
     name: str = "test-model"
     chat_template: str | None = None
     extra_kv: dict[str, object] = field(default_factory=dict)
+    # Architecture-specific tensors (all off by default: the plain llama layout above).
+    attn_bias: bool = False  # q/k/v biases (qwen2)
+    qk_norm: bool = False  # attn_q_norm/attn_k_norm of head_dim (qwen3, gemma3)
+    post_norms: bool = False  # attn_post_norm + ffn_post_norm (gemma2, gemma3)
+    gpt_oss: bool = False  # gpt-oss layer: post-attention norm instead of ffn_norm, sinks, biases
+    expert_type: str | None = None  # None = the layer's weight type (gpt-oss: "MXFP4")
+    write_swa_pattern: bool = False  # write swa_pattern into the header (else llama.cpp's arch default)
 
     @property
     def hd(self) -> int:
@@ -77,16 +84,34 @@ def tensor_layout(s: Shape) -> list[tuple[str, tuple[int, ...], str]]:
             (p + "attn_k.weight", (kv * hd, s.n_embd), t),
             (p + "attn_v.weight", (kv * hd, s.n_embd), t),
             (p + "attn_output.weight", (s.n_embd, s.n_head * hd), t),
-            (p + "ffn_norm.weight", (s.n_embd,), "F32"),
         ]
+        if s.attn_bias:
+            out += [(p + "attn_q.bias", (s.n_head * hd,), "F32"), (p + "attn_k.bias", (kv * hd,), "F32"),
+                    (p + "attn_v.bias", (kv * hd,), "F32")]
+        if s.qk_norm:
+            out += [(p + "attn_q_norm.weight", (hd,), "F32"), (p + "attn_k_norm.weight", (hd,), "F32")]
+        if s.post_norms:
+            out += [(p + "post_attention_norm.weight", (s.n_embd,), "F32"),
+                    (p + "post_ffw_norm.weight", (s.n_embd,), "F32")]
+        if s.gpt_oss:
+            out += [(p + "post_attention_norm.weight", (s.n_embd,), "F32"), (p + "attn_sinks.weight", (s.n_head,), "F32"),
+                    (p + "attn_output.bias", (s.n_embd,), "F32")]
+        else:
+            out.append((p + "ffn_norm.weight", (s.n_embd,), "F32"))
         if s.n_expert:
             ff = s.n_ff_exp or s.n_ff
+            xt = s.expert_type or t
             out += [
                 (p + "ffn_gate_inp.weight", (s.n_expert, s.n_embd), "F32"),
-                (p + "ffn_gate_exps.weight", (s.n_expert, ff, s.n_embd), t),
-                (p + "ffn_up_exps.weight", (s.n_expert, ff, s.n_embd), t),
-                (p + "ffn_down_exps.weight", (s.n_expert, s.n_embd, ff), t),
+                (p + "ffn_gate_exps.weight", (s.n_expert, ff, s.n_embd), xt),
+                (p + "ffn_up_exps.weight", (s.n_expert, ff, s.n_embd), xt),
+                (p + "ffn_down_exps.weight", (s.n_expert, s.n_embd, ff), xt),
             ]
+            if s.gpt_oss:
+                out += [(p + "ffn_gate_inp.bias", (s.n_expert,), "F32"),
+                        (p + "ffn_gate_exps.bias", (s.n_expert, ff), "F32"),
+                        (p + "ffn_up_exps.bias", (s.n_expert, ff), "F32"),
+                        (p + "ffn_down_exps.bias", (s.n_expert, s.n_embd), "F32")]
         else:
             out += [
                 (p + "ffn_gate.weight", (s.n_ff, s.n_embd), t),
@@ -124,6 +149,8 @@ def _add_metadata(w: GGUFWriter, s: Shape) -> None:
             w.add_expert_feed_forward_length(s.n_ff_exp)
     if s.sliding_window:
         w.add_sliding_window(s.sliding_window)
+        if s.write_swa_pattern and s.swa_pattern:
+            w.add_uint32(f"{a}.attention.sliding_window_pattern", s.swa_pattern)
     w.add_file_type(1 if s.weight_type == "F16" else 0)
     for k, v in s.extra_kv.items():
         if isinstance(v, bool):
@@ -214,3 +241,33 @@ LLAMA3_8B = Shape(arch="llama", n_layer=32, n_embd=4096, n_head=32, n_head_kv=8,
 QWEN25_32B = Shape(arch="qwen2", n_layer=64, n_embd=5120, n_head=40, n_head_kv=8, n_ff=27648, n_vocab=152064,
                    n_ctx_train=131072, weight_type="Q4_K", output_type="Q6_K", embd_type="Q4_K",
                    name="qwen2.5-32b-shape-Q4_K_M")
+
+# More real shapes (for cross-checks against llama.cpp's own allocator on sparse files).
+QWEN25_7B = Shape(arch="qwen2", n_layer=28, n_embd=3584, n_head=28, n_head_kv=4, n_ff=18944, n_vocab=152064,
+                  n_ctx_train=131072, weight_type="Q4_K", output_type="Q6_K", embd_type="Q4_K", attn_bias=True,
+                  name="qwen2.5-7b-shape-Q4_K_M")
+QWEN25_7B_Q8 = Shape(arch="qwen2", n_layer=28, n_embd=3584, n_head=28, n_head_kv=4, n_ff=18944, n_vocab=152064,
+                     n_ctx_train=131072, weight_type="Q8_0", attn_bias=True, name="qwen2.5-7b-shape-Q8_0")
+MIXTRAL_8X7B = Shape(arch="llama", n_layer=32, n_embd=4096, n_head=32, n_head_kv=8, n_ff=14336, n_vocab=32000,
+                     n_ctx_train=32768, weight_type="Q4_K", output_type="Q6_K", n_expert=8, n_expert_used=2,
+                     name="mixtral-8x7b-shape-Q4_K_M")
+QWEN3_30B_A3B = Shape(arch="qwen3moe", n_layer=48, n_embd=2048, n_head=32, n_head_kv=4, head_dim=128, n_ff=6144,
+                      n_vocab=151936, n_ctx_train=40960, weight_type="Q4_K", output_type="Q6_K", n_expert=128,
+                      n_expert_used=8, n_ff_exp=768, qk_norm=True, name="qwen3-30b-a3b-shape-Q4_K_M")
+GEMMA2_9B = Shape(arch="gemma2", n_layer=42, n_embd=3584, n_head=16, n_head_kv=8, head_dim=256, n_ff=14336,
+                  n_vocab=256000, n_ctx_train=8192, weight_type="Q4_K", embd_type="Q6_K", tied_embeddings=True,
+                  sliding_window=4096, swa_pattern=2, post_norms=True,
+                  extra_kv={"gemma2.attn_logit_softcapping": 50.0, "gemma2.final_logit_softcapping": 30.0},
+                  name="gemma2-9b-shape-Q4_K_M")
+GEMMA3_12B = Shape(arch="gemma3", n_layer=48, n_embd=3840, n_head=16, n_head_kv=8, head_dim=256, n_ff=15360,
+                   n_vocab=262208, n_ctx_train=131072, weight_type="Q4_K", embd_type="Q6_K", tied_embeddings=True,
+                   sliding_window=1024, swa_pattern=6, post_norms=True, qk_norm=True,
+                   name="gemma3-12b-shape-Q4_K_M")
+GEMMA3_27B = Shape(arch="gemma3", n_layer=62, n_embd=5376, n_head=32, n_head_kv=16, head_dim=128, n_ff=21504,
+                   n_vocab=262208, n_ctx_train=131072, weight_type="Q4_K", embd_type="Q6_K", tied_embeddings=True,
+                   sliding_window=1024, swa_pattern=6, post_norms=True, qk_norm=True,
+                   name="gemma3-27b-shape-Q4_K_M")
+GPT_OSS_20B = Shape(arch="gpt-oss", n_layer=24, n_embd=2880, n_head=64, n_head_kv=8, head_dim=64, n_ff=2880,
+                    n_vocab=201088, n_ctx_train=131072, weight_type="Q8_0", expert_type="MXFP4", n_expert=32,
+                    n_expert_used=4, n_ff_exp=2880, sliding_window=128, swa_pattern=2, gpt_oss=True,
+                    name="gpt-oss-20b-shape-MXFP4")

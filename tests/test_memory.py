@@ -144,3 +144,39 @@ def test_fa_never_increases_compute(small: ModelInfo, ctx: int, k: int, ub: int)
     on = estimate(small, s.with_(flash_attn="on"), k)
     off = estimate(small, s.with_(flash_attn="off"), k)
     assert on.gpu.compute <= off.gpu.compute and on.host.compute <= off.host.compute
+
+
+def test_tied_output_is_not_duplicated_on_the_host(swa: ModelInfo) -> None:
+    """CPU layers share token_embd with the tied output (llama.cpp reuses the tensor in the same buffer)."""
+    s = LoadSettings(n_ctx=2048)
+    # By hand, F32 tensors of the gemma2-like fixture: embd 1000x256, per layer norms 2x256,
+    # q 512x256, k/v 256x256 each, o 256x512, 3 ffn 512x256; plus output_norm 256.
+    per_layer = 2 * 256 + 512 * 256 + 2 * 256 * 256 + 256 * 512 + 3 * 512 * 256
+    file_bytes = (1000 * 256 + 4 * per_layer + 256) * 4
+    assert estimate(swa, s, 0, has_gpu=False).host.weights == file_bytes
+    k0 = estimate(swa, s, 0)
+    assert k0.host.weights == file_bytes and k0.gpu.weights == 0
+    # Output on the GPU: the host keeps all but the output norm; the GPU gets a real embedding copy.
+    one = estimate(swa, s, 1)
+    assert one.host.weights == file_bytes - 256 * 4
+    assert one.gpu.weights >= 1000 * 256 * 4
+
+
+def test_swa_full_keeps_two_masks(swa: ModelInfo) -> None:
+    """Without FA the attention stage holds one f32 mask per KV cache, even when both are full size."""
+    off = estimate(swa, LoadSettings(n_ctx=8192, flash_attn="off", swa_full=False), 0, has_gpu=False)
+    on = estimate(swa, LoadSettings(n_ctx=8192, flash_attn="off", swa_full=True), 0, has_gpu=False)
+    T = 512
+    # By hand: SWA cells pad(1024 + 512, 256) = 1536 vs 8192 with swa_full: the second mask grows by
+    # (8192 - 1536) x T x 4 bytes; the KQ matrix (largest cache) is the same.
+    assert on.detail["stages"]["attention"] - off.detail["stages"]["attention"] == (8192 - 1536) * T * 4
+
+
+def test_moe_ffn_stage_by_hand(tmp_path: Path) -> None:
+    """MoE FFN peak: 3 x [n_ff_exp, n_used, T] (gate, up, SwiGLU) + 3 n_embd + 2 n_expert rows, f32."""
+    s = Shape(n_layer=2, n_embd=256, n_head=4, n_head_kv=2, n_ff=512, n_vocab=300, n_expert=8, n_expert_used=2,
+              weight_type="Q8_0")
+    m = read_model_info(write_sparse_model(tmp_path / "moe.gguf", s))
+    e = estimate(m, LoadSettings(n_ctx=2048, flash_attn="off", n_batch=512, n_ubatch=512), 0, has_gpu=False)
+    T = 512
+    assert e.detail["stages"]["ffn"] == (3 * 512 * 2 + 3 * 256 + 2 * 8) * T * 4
