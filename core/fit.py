@@ -348,6 +348,15 @@ def _suggestions(ctx: _Ctx, requested: LoadSettings, p: Plan) -> tuple[Suggestio
             hi = mid - 1
     if found is not None:
         out.append(sug(f"num_ctx {found.settings.n_ctx} → 100% GPU", found))
+    else:
+        # No context gives 100 % GPU (the weights alone are too big): a shorter context still frees
+        # VRAM for more layers, which is the trade-off users weigh (long context vs speed).
+        for c in (32768, 8192):
+            if c < requested.n_ctx:
+                q = _choose(ctx, requested.with_(n_ctx=c))
+                if q.gpu_layers > p.gpu_layers and _better(q, p):
+                    out.append(sug(f"num_ctx {c} → {_effect(q)}", q))
+                break
 
     # 2. A quantized KV cache (needs flash attention).
     cur = KV_TYPES.index(requested.type_k) if requested.type_k in KV_TYPES else 0

@@ -38,6 +38,10 @@ def test_seed_32b_128k_on_t4_is_partial(q32: ModelInfo) -> None:
     assert "weights alone" in text and "any context" in text
     kinds = [s.text for s in p.suggestions]
     assert any(t.startswith("KV cache q8_0") for t in kinds)
+    # no context gives 100% GPU, but a shorter one buys layers: offered, with its effect, never applied
+    short = [s for s in p.suggestions if s.text.startswith("num_ctx 32768")]
+    assert short and short[0].settings.n_ctx == 32768 and short[0].gpu_layers > p.gpu_layers
+    assert "100% GPU" not in short[0].text
     for s in p.suggestions:  # each suggestion's effect is real: re-planning its settings gives it
         q = make_plan(q32, s.settings.with_(n_gpu_layers=None), hw, suggest=False)
         assert q.gpu_layers == s.gpu_layers and s.gpu_layers >= p.gpu_layers
