@@ -6,8 +6,12 @@ load the engine calls ``record(gpu.key, plan.gpu, measured_nvml_rise)``; later p
 probed GPU add ``overhead_correction(gpu.key)`` (the median of the recent differences, clamped).
 What-if cards never get a correction: there is nothing measured about them.
 
+The same store learns decode speed: after a CPU-only chat the engine calls
+``record_cpu_speed(cpu_key, measured_tps / predicted_tps)``, and ``core.speed`` scales its CPU time by
+the median ratio, so the trade-off chart's tok/s match this machine rather than the reference box.
+
 Stored as ``calibration.json`` under ``core.settings.data_dir()``, written atomically:
-``{"version": 1, "gpus": {"<name>|<driver>": {"deltas": [int, ...]}}}``.
+``{"version": 1, "gpus": {"<name>|<driver>": {"deltas": [int, ...]}}, "cpus": {"<cpu>": {"ratios": [...]}}}``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from core.settings import data_dir
 
 MAX_SAMPLES = 15  # keep the most recent differences only: drivers change
 MAX_CORRECTION = 2 * 1024**3  # a larger gap means a broken measurement, not an overhead
+SPEED_RATIO_RANGE = (0.02, 50.0)  # outside this a "measurement" is noise (a stalled or paused process)
 
 
 def calibration_path() -> Path:
@@ -80,3 +85,44 @@ def forget(gpu_key: str | None = None, path: Path | None = None) -> None:
     else:
         data["gpus"].pop(gpu_key, None)
     write_json_atomic(path, data)
+
+
+def record_cpu_speed(cpu_key: str, ratio: float, path: Path | None = None) -> None:
+    """Remember one measured/predicted decode-speed ratio for a CPU-only load on ``cpu_key``."""
+    lo, hi = SPEED_RATIO_RANGE
+    if not lo <= ratio <= hi:
+        return
+    path = path or calibration_path()
+    data = _load(path)
+    cpus = data.setdefault("cpus", {})
+    if not isinstance(cpus, dict):
+        cpus = data["cpus"] = {}
+    entry = cpus.setdefault(cpu_key, {"ratios": []})
+    ratios = [float(x) for x in entry.get("ratios", []) if isinstance(x, (int, float))]
+    ratios.append(float(ratio))
+    entry["ratios"] = ratios[-MAX_SAMPLES:]
+    write_json_atomic(path, data)
+
+
+_ratio_cache: dict[tuple[str, str], tuple[float, float | None]] = {}
+
+
+def cpu_speed_ratio(cpu_key: str, path: Path | None = None) -> float | None:
+    """Median measured/predicted decode-speed ratio for this CPU, or None before any measurement.
+
+    Called on every plan (the live slider), so the file is re-read only when its mtime changes.
+    """
+    path = path or calibration_path()
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return None
+    hit = _ratio_cache.get((str(path), cpu_key))
+    if hit is not None and hit[0] == mtime:
+        return hit[1]
+    entry = _load(path).get("cpus", {})
+    entry = entry.get(cpu_key) if isinstance(entry, dict) else None
+    ratios = [float(x) for x in (entry or {}).get("ratios", []) if isinstance(x, (int, float))]
+    value = statistics.median(ratios) if ratios else None
+    _ratio_cache[(str(path), cpu_key)] = (mtime, value)
+    return value

@@ -479,6 +479,7 @@ class Engine:
                         stats = dict(msg[1])
                         if stats.get("context_full"):
                             yield ChatEvent("context_full", text=_context_full_text(stats), extra=stats)
+                        _record_cpu_speed(self._loaded, stats)
                         yield ChatEvent(
                             "done",
                             text=str(stats.get("text", "")),
@@ -598,6 +599,31 @@ def _record_calibration(gpu_key: str, plan: Plan, placement: Placement) -> None:
         if placement.nvml_delta is not None and plan.gpu_layers > 0:
             calibration.record(gpu_key, plan.gpu, placement.nvml_delta)
     except Exception:  # the store is optional: a failure here must never fail a load
+        pass
+
+
+MIN_TOKENS_FOR_SPEED = 16  # shorter replies time mostly the first-token overhead
+
+
+def _record_cpu_speed(loaded: LoadResult | None, stats: dict[str, Any]) -> None:
+    """After a CPU-only reply, teach core.speed how fast this CPU really decodes this kind of model."""
+    try:
+        tokens, tps = int(stats.get("tokens", 0)), float(stats.get("tokens_per_second", 0.0))
+        if loaded is None or loaded.plan is None or loaded.placement.gpu_layers > 0:
+            return
+        if tokens < MIN_TOKENS_FOR_SPEED or tps <= 0 or stats.get("finish_reason") == "stopped":
+            return
+        from core import calibration
+        from core.hardware import cpu_key
+        from core.speed import SpeedModel, predict_tps
+
+        plan = loaded.plan
+        fill = int(stats.get("prompt_tokens", 0)) + tokens // 2
+        predicted = predict_tps(plan.model, plan.settings, 0, SpeedModel.for_hardware(plan.hardware, learned=False),
+                                kv_fill=fill)
+        if predicted > 0:
+            calibration.record_cpu_speed(cpu_key(), tps / predicted)
+    except Exception:  # learning is a bonus: it must never break a chat
         pass
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -132,6 +133,20 @@ def what_if(card: str, base: Hardware | None = None) -> Hardware:
 def probe_ram_only() -> Hardware:
     vm = psutil.virtual_memory()
     return Hardware((), vm.total, vm.available, os.cpu_count() or 1)
+
+
+def cpu_key() -> str:
+    """This CPU's model name and thread count: the identity for learned decode speeds."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name}|{os.cpu_count() or 1} threads"
 
 
 def _decode(v: Any) -> str:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from core.calibration import cpu_speed_ratio
 from core.gguf_info import ModelInfo
-from core.hardware import Hardware
+from core.hardware import Hardware, cpu_key
 from core.loadsettings import LoadSettings
 from core.memory import _layout, layer_kv_bytes
 
@@ -42,10 +43,15 @@ class SpeedModel:
     gpu_layer_cost: float = 55e-6  # s per GPU block per token (kernel launches, syncs)
     cpu_layer_cost: float = 20e-6  # s per CPU block per token (thread barriers)
     handover_cost: float = 100e-6  # s per token when CPU and GPU both work (copies, syncs)
+    cpu_time_scale: float = 1.0  # learned on this machine: 1 / (measured / predicted) of CPU-only decoding
 
     @classmethod
-    def for_hardware(cls, hardware: Hardware) -> SpeedModel:
-        """Defaults from the CPU core count (about 2 GB/s per core, 8–80 GB/s) and the GPU's name."""
+    def for_hardware(cls, hardware: Hardware, *, learned: bool = True) -> SpeedModel:
+        """Defaults from the CPU core count (about 2 GB/s per core, 8–80 GB/s) and the GPU's name.
+
+        With ``learned``, the CPU side is scaled by what CPU-only chats on this machine measured
+        (core.calibration), so predictions follow this CPU rather than the reference box.
+        """
         cores = hardware.cpu_threads or os.cpu_count() or 4
         cpu_bw = min(max(2.0e9 * cores, 8e9), 80e9)
         gpu_bw = DEFAULT_GPU_BANDWIDTH
@@ -56,7 +62,11 @@ class SpeedModel:
                 if frag in name:
                     gpu_bw = bw
                     break
-        return cls(cpu_bandwidth=cpu_bw, gpu_bandwidth=gpu_bw)
+        scale = 1.0
+        if learned:
+            ratio = cpu_speed_ratio(cpu_key())
+            scale = 1.0 / ratio if ratio else 1.0
+        return cls(cpu_bandwidth=cpu_bw, gpu_bandwidth=gpu_bw, cpu_time_scale=scale)
 
 
 def _cpu_time(m: SpeedModel, nbytes: float) -> float:
@@ -108,8 +118,8 @@ def predict_tps(model: ModelInfo, settings: LoadSettings, gpu_layers: int, speed
         gpu += out
     else:
         cpu += out
-    t = _cpu_time(m, cpu) + gpu / m.gpu_bandwidth
-    t += blocks * m.gpu_layer_cost + (n - blocks) * m.cpu_layer_cost
+    t = m.cpu_time_scale * (_cpu_time(m, cpu) + (n - blocks) * m.cpu_layer_cost)
+    t += gpu / m.gpu_bandwidth + blocks * m.gpu_layer_cost
     if k >= 1 and (blocks < n or not settings.offload_kqv or (settings.experts_on_cpu and model.n_expert)):
         t += m.handover_cost
     return 1.0 / t if t > 0 else 0.0

@@ -1,0 +1,63 @@
+"""Decode speed learned from measurement: CPU-only chats teach core.speed how fast this CPU is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core import calibration
+from core.engine import Engine
+from core.fit import make_plan
+from core.gguf_info import read_model_info
+from core.hardware import Hardware, cpu_key
+from core.loadsettings import LoadSettings
+from core.sampling import SamplingSettings
+from core.speed import SpeedModel, predict_tps
+
+GiB = 1024**3
+CPU_ONLY = Hardware((), 16 * GiB, 16 * GiB, 2, gpu_problem="no NVIDIA driver (test)")
+
+
+def test_ratios_are_stored_as_a_median_and_noise_is_ignored(tmp_path: Path) -> None:
+    store = tmp_path / "calibration.json"
+    assert calibration.cpu_speed_ratio("cpu-a", store) is None
+    for r in (0.5, 0.2, 0.3, 1000.0, 0.0):  # 1000 and 0 are outside the plausible range
+        calibration.record_cpu_speed("cpu-a", r, store)
+    assert calibration.cpu_speed_ratio("cpu-a", store) == pytest.approx(0.3)
+    assert calibration.cpu_speed_ratio("cpu-b", store) is None
+    calibration.record("GPU|1", calibration.DeviceMemory(weights=100), 150, store)  # GPU part still works
+    assert calibration.overhead_correction("GPU|1", store) == 50
+    assert calibration.cpu_speed_ratio("cpu-a", store) == pytest.approx(0.3)
+
+
+def test_cpu_time_scale_slows_cpu_only_decoding_exactly(demo_model: Path) -> None:
+    info = read_model_info(demo_model)
+    s = LoadSettings(n_ctx=1024)
+    base = predict_tps(info, s, 0, SpeedModel())
+    assert predict_tps(info, s, 0, SpeedModel(cpu_time_scale=4.0)) == pytest.approx(base / 4)
+    full = info.n_layer + 1  # everything on the GPU: the CPU scale must not matter
+    assert predict_tps(info, s, full, SpeedModel(cpu_time_scale=4.0)) == pytest.approx(
+        predict_tps(info, s, full, SpeedModel()))
+
+
+def test_learned_ratio_reaches_plans() -> None:
+    calibration.record_cpu_speed(cpu_key(), 0.25)
+    assert SpeedModel.for_hardware(CPU_ONLY).cpu_time_scale == pytest.approx(4.0)
+    assert SpeedModel.for_hardware(CPU_ONLY, learned=False).cpu_time_scale == 1.0
+
+
+def test_a_real_cpu_chat_records_measured_over_predicted(demo_model: Path) -> None:
+    info = read_model_info(demo_model)
+    plan = make_plan(info, LoadSettings(n_ctx=512), CPU_ONLY, 0, suggest=False)
+    assert plan.gpu_layers == 0
+    with Engine() as engine:
+        engine.load(plan)
+        msgs = [{"role": "user", "content": "Write a short story about a cat who learns to sail."}]
+        done = list(engine.chat(msgs, SamplingSettings(temperature=0.0, max_tokens=40, seed=1)))[-1]
+    assert done.kind == "done" and done.tokens >= 16 and done.tokens_per_second > 0
+    ratio = calibration.cpu_speed_ratio(cpu_key())
+    assert ratio is not None
+    fill = int(done.extra.get("prompt_tokens", 0)) + done.tokens // 2
+    predicted = predict_tps(info, plan.settings, 0, SpeedModel.for_hardware(CPU_ONLY, learned=False), kv_fill=fill)
+    assert ratio == pytest.approx(done.tokens_per_second / predicted, rel=1e-6)
