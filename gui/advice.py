@@ -28,6 +28,7 @@ class WrapButton(QPushButton):
         self.label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(10, 5, 10, 5)
+        self._margins = lay.contentsMargins()
         lay.addWidget(self.label)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
 
@@ -38,11 +39,11 @@ class WrapButton(QPushButton):
         return True
 
     def heightForWidth(self, width: int) -> int:
-        m = self.layout().contentsMargins()
+        m = self._margins
         return self.label.heightForWidth(width - m.left() - m.right()) + m.top() + m.bottom()
 
     def sizeHint(self) -> QSize:
-        m = self.layout().contentsMargins()
+        m = self._margins
         w = min(self.label.sizeHint().width(), 480) + m.left() + m.right()
         return QSize(w, self.heightForWidth(w))
 

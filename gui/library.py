@@ -16,6 +16,7 @@ from typing import Any
 
 from PySide6.QtCore import (
     QAbstractListModel,
+    QByteArray,
     QModelIndex,
     QPersistentModelIndex,
     QRect,
@@ -136,9 +137,9 @@ class ModelListModel(QAbstractListModel):
             return Qt.ItemFlag.NoItemFlags
         return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
 
-    def roleNames(self) -> dict[int, bytes]:
+    def roleNames(self) -> dict[int, QByteArray]:
         names = dict(super().roleNames())
-        names.update({int(r): r.name.lower().encode() for r in Role})
+        names.update({int(r): QByteArray(r.name.lower().encode()) for r in Role})
         return names
 
     # ---- updates ------------------------------------------------------------------------------------------

@@ -38,8 +38,10 @@ def run(args: argparse.Namespace) -> int:
         if "error" in r:
             print(f"{r['name']}{tag}  —  error: {r['error']}\n    {r['path']}")
         else:
-            params = f"{r['n_params'] / 1e9:.2f}B" if r.get("n_params") else "?"
-            print(f"{r['name']}{tag}  {r['arch']}  {params}  {r['file_type']}  {fmt_bytes(int(r['size']))}  "  # type: ignore[arg-type]
+            n_params = r.get("n_params")
+            params = f"{n_params / 1e9:.2f}B" if isinstance(n_params, int) and n_params else "?"
+            size = r["size"] if isinstance(r["size"], int) else 0
+            print(f"{r['name']}{tag}  {r['arch']}  {params}  {r['file_type']}  {fmt_bytes(size)}  "
                   f"ctx {r['n_ctx_train']}\n    {r['path']}")
     if not folders:
         print("\n(no model folders configured yet: add one in the app, or use --folder DIR)")
