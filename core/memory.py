@@ -300,6 +300,13 @@ def estimate(model: ModelInfo, settings: LoadSettings, gpu_layers: int, *, flash
     if blocks > 0:
         cands.append(st["ffn"])
     if T >= OP_OFFLOAD_MIN_BATCH:
+        if settings.offload_kqv and first_gpu > 0:
+            # A CPU layer's attention runs on the GPU too: its Q/K/V matmuls are op-offloaded, and the
+            # scheduler's "expand gpu up" pass (ggml-backend.cpp) then assigns the attention between
+            # them to the GPU, so that layer's whole K and V views are copied into the compute buffer
+            # while it runs (only offload_kqv=false pins attention to the CPU, llama-graph.cpp). At
+            # long context this copy, not the logits, is the peak of a partial offload.
+            cands.append(st["attention"] + max(kv_layers[:first_gpu], default=0))
         if not out_gpu:
             cands.append(lay.out_mm + st["output"])
         if first_gpu > 0:

@@ -180,3 +180,22 @@ def test_moe_ffn_stage_by_hand(tmp_path: Path) -> None:
     e = estimate(m, LoadSettings(n_ctx=2048, flash_attn="off", n_batch=512, n_ubatch=512), 0, has_gpu=False)
     T = 512
     assert e.detail["stages"]["ffn"] == (3 * 512 * 2 + 3 * 256 + 2 * 8) * T * 4
+
+
+def test_partial_offload_at_long_context_copies_a_cpu_layers_kv(tmp_path: Path) -> None:
+    """With op offload, a CPU layer's attention runs on the GPU on its copied K/V views (ggml-backend's
+    "expand gpu up" pass): at 128K that copy, not the logits, sets the partial-offload compute buffer."""
+    from gguf_factory import LLAMA3_8B
+
+    info = read_model_info(write_sparse_model(tmp_path / "l8.gguf", LLAMA3_8B))
+    s = LoadSettings(n_ctx=131072, flash_attn="on")
+    one_layer_kv = 131072 * 8 * 128 * 2 * 2  # cells × kv heads × head dim × (K and V) × f16 = 512 MiB
+    partial = estimate(info, s, 16)
+    full = estimate(info, s, info.n_layer + 1)
+    assert partial.gpu.compute >= one_layer_kv + 128 * MiB  # + the f16 mask, 131072 × 512 × 2
+    assert full.gpu.compute < 300 * MiB  # every layer on the GPU: no copies, the logits dominate
+    # KV in RAM pins attention to the CPU (llama-graph.cpp): no copy on the GPU
+    assert estimate(info, s.with_(offload_kqv=False), 16).gpu.compute < 300 * MiB
+    # a short context keeps the copy (16 MiB at 4K) below the logits: the H100 measured 266.5 MiB there
+    short = estimate(info, LoadSettings(n_ctx=4096, flash_attn="on"), 16)
+    assert short.gpu.compute < 300 * MiB
