@@ -48,12 +48,13 @@ $(STAMP): pyproject.toml | $(VPY)
 llama: | $(VPY)
 	@have=$$($(VPY) -c 'import llama_cpp; print("cuda" if llama_cpp.llama_supports_gpu_offload() else "cpu")' 2>/dev/null || echo none); \
 	if [ "$$have" = "$(WANT_BUILD)" ]; then exit 0; fi; \
+	if [ "$$have" = "none" ] && $(VPY) -m pip show -q llama-cpp-python >/dev/null 2>&1; then have=broken; fi; \
 	if [ "$(WANT_BUILD)" = "cuda" ]; then \
 	  echo ">>> Building llama-cpp-python $(LLAMA_CPP_VERSION) with CUDA (several minutes)…"; \
 	  CMAKE_ARGS="-DGGML_CUDA=on" $(VPY) -m pip install --no-cache-dir --force-reinstall --no-deps -q "llama-cpp-python==$(LLAMA_CPP_VERSION)" || exit 1; \
 	else \
 	  echo ">>> Building llama-cpp-python $(LLAMA_CPP_VERSION) for the CPU (about 5 minutes on 2 cores; found: $$have)…"; \
-	  if [ "$$have" = "cuda" ]; then extra="--no-cache-dir --force-reinstall"; else extra=""; fi; \
+	  if [ "$$have" = "cuda" ] || [ "$$have" = "broken" ]; then extra="--no-cache-dir --force-reinstall"; else extra=""; fi; \
 	  CMAKE_ARGS="-DGGML_CUDA=off" $(VPY) -m pip install $$extra -q "llama-cpp-python==$(LLAMA_CPP_VERSION)" || exit 1; \
 	fi; \
 	$(VPY) -c 'import llama_cpp; print(">>> llama.cpp build:", "CUDA (GPU offload available)" if llama_cpp.llama_supports_gpu_offload() else "CPU only")'

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,22 +28,47 @@ def _describe(exc: OSError, path: Path) -> str:
     return f"could not save {path}: {exc.strerror or exc} (the previous version is intact)"
 
 
-def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8") -> None:
-    write_bytes_atomic(path, text.encode(encoding))
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+_UMASK = _umask()  # read once at import (os.umask can only be read by setting it)
+
+
+def write_text_atomic(path: str | Path, text: str, encoding: str = "utf-8", *, make_dirs: bool = False) -> None:
+    write_bytes_atomic(path, text.encode(encoding), make_dirs=make_dirs)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes, *, make_dirs: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically, keeping an existing file's permissions.
+
+    ``make_dirs`` creates missing parent folders: right for LayerFit's own data folders, wrong for a
+    path the user typed (a typo must not leave new folders behind), so it is off by default.
+    """
     path = Path(path)
     tmp: str | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if make_dirs:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.parent.is_dir():
+            raise SaveError(errno.ENOENT, f"could not save {path}: the folder {path.parent} does not exist")
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_UMASK
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, mode)  # mkstemp makes 0600; keep what the file had (or the user's default)
         os.replace(tmp, path)
         tmp = None
+        _fsync_dir(path.parent)
+    except SaveError:
+        raise
     except OSError as exc:
         raise SaveError(exc.errno or 0, _describe(exc, path)) from exc
     finally:
@@ -51,5 +77,20 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
                 os.unlink(tmp)
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); harmless where folders can't be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    """JSON for LayerFit's own files (settings, chats, calibration): their folders are created."""
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n", make_dirs=True)

@@ -16,8 +16,10 @@ Stored as ``calibration.json`` under ``core.settings.data_dir()``, written atomi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +36,39 @@ def calibration_path() -> Path:
     return data_dir() / "calibration.json"
 
 
-def _load(path: Path) -> dict[str, Any]:
+def _empty() -> dict[str, Any]:
+    return {"version": 1, "gpus": {}}
+
+
+_read_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+
+
+def _load(path: Path, *, for_update: bool = False) -> dict[str, Any]:
+    """The store's content. Plans call this on every slider move, so reads are cached by mtime.
+
+    Before an update, a damaged file is kept aside as ``calibration.json.bad-<time>`` rather than
+    silently replaced.
+    """
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return _empty()
+    hit = _read_cache.get(str(path))
+    if hit is not None and hit[0] == mtime and not for_update:
+        return hit[1]
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"version": 1, "gpus": {}}
-    if not isinstance(raw, dict) or not isinstance(raw.get("gpus"), dict):
-        return {"version": 1, "gpus": {}}
+        if not isinstance(raw, dict) or not isinstance(raw.get("gpus"), dict):
+            raise ValueError("not a calibration store")
+    except OSError:
+        return _empty()
+    except ValueError:
+        if for_update:
+            with contextlib.suppress(OSError):
+                path.replace(path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}"))
+        return _empty()
+    if not for_update:
+        _read_cache[str(path)] = (mtime, raw)
     return raw
 
 
@@ -51,7 +79,7 @@ def record(gpu_key: str, planned: DeviceMemory, measured_total: int, path: Path 
     loads converge instead of compounding. Raises ``core.atomic.SaveError`` if the file can't be written.
     """
     path = path or calibration_path()
-    data = _load(path)
+    data = _load(path, for_update=True)
     entry = data["gpus"].setdefault(gpu_key, {"deltas": []})
     deltas = [int(x) for x in entry.get("deltas", []) if isinstance(x, (int, float))]
     base = planned.total - _current_correction(data, gpu_key)
@@ -79,7 +107,7 @@ def overhead_correction(gpu_key: str, path: Path | None = None) -> int:
 def forget(gpu_key: str | None = None, path: Path | None = None) -> None:
     """Drop what was learned for one GPU, or for all when ``gpu_key`` is None."""
     path = path or calibration_path()
-    data = _load(path)
+    data = _load(path, for_update=True)
     if gpu_key is None:
         data["gpus"] = {}
     else:
@@ -93,7 +121,7 @@ def record_cpu_speed(cpu_key: str, ratio: float, path: Path | None = None) -> No
     if not lo <= ratio <= hi:
         return
     path = path or calibration_path()
-    data = _load(path)
+    data = _load(path, for_update=True)
     cpus = data.setdefault("cpus", {})
     if not isinstance(cpus, dict):
         cpus = data["cpus"] = {}
@@ -104,25 +132,9 @@ def record_cpu_speed(cpu_key: str, ratio: float, path: Path | None = None) -> No
     write_json_atomic(path, data)
 
 
-_ratio_cache: dict[tuple[str, str], tuple[float, float | None]] = {}
-
-
 def cpu_speed_ratio(cpu_key: str, path: Path | None = None) -> float | None:
-    """Median measured/predicted decode-speed ratio for this CPU, or None before any measurement.
-
-    Called on every plan (the live slider), so the file is re-read only when its mtime changes.
-    """
-    path = path or calibration_path()
-    try:
-        mtime = path.stat().st_mtime
-    except OSError:
-        return None
-    hit = _ratio_cache.get((str(path), cpu_key))
-    if hit is not None and hit[0] == mtime:
-        return hit[1]
-    entry = _load(path).get("cpus", {})
+    """Median measured/predicted decode-speed ratio for this CPU, or None before any measurement."""
+    entry = _load(path or calibration_path()).get("cpus", {})
     entry = entry.get(cpu_key) if isinstance(entry, dict) else None
     ratios = [float(x) for x in (entry or {}).get("ratios", []) if isinstance(x, (int, float))]
-    value = statistics.median(ratios) if ratios else None
-    _ratio_cache[(str(path), cpu_key)] = (mtime, value)
-    return value
+    return statistics.median(ratios) if ratios else None

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from core import __version__
 from core.hardware import Hardware, find_preset, probe, what_if
 from core.loadsettings import LoadSettings
-from core.units import MiB, SizeError, parse_size
+from core.sampling import SamplingSettings
+from core.units import SizeError, parse_size
 
 
 class CliError(Exception):
@@ -158,6 +159,24 @@ def add_sampling_options(p: argparse.ArgumentParser, *, modelfile: bool = False)
     g.add_argument("--stop", action="append", default=None, metavar="S", help="stop string (repeatable)")
 
 
+def sampling_from_args(args: argparse.Namespace) -> SamplingSettings:
+    """SamplingSettings from the sampling options (``run`` and ``modelfile``); unset ones keep the defaults."""
+    changes: dict[str, object] = {}
+    for option, name in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
+                         ("min_p", "min_p"), ("repeat_penalty", "repeat_penalty"), ("seed", "seed"),
+                         ("max_tokens", "max_tokens"), ("num_predict", "max_tokens"),
+                         ("repeat_last_n", "repeat_last_n"), ("system", "system")):
+        value = getattr(args, option, None)
+        if value is not None:
+            changes[name] = value
+    if getattr(args, "stop", None):
+        changes["stop"] = tuple(args.stop)
+    max_tokens = changes.get("max_tokens", 1)
+    if isinstance(max_tokens, int) and max_tokens < 1:
+        raise CliError("the number of tokens to generate must be at least 1", 2)
+    return SamplingSettings().with_(**changes)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="layerfit",
@@ -234,5 +253,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"layerfit {args.command}: {describe(exc)}", file=sys.stderr)
         return 1
 
-
-_ = MiB  # re-exported size unit for command modules

@@ -29,15 +29,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from core.fit import Plan
+from core import calibration
+from core.fit import Plan, cpu_only_plan, ladder_steps
+from core.hardware import cpu_key
 from core.llama_log import parse_log, placement_from_log
 from core.loadsettings import LoadSettings
 from core.placement import Placement
 from core.sampling import SamplingSettings
+from core.speed import SpeedModel, predict_tps
 
 
 class EngineError(Exception):
@@ -120,24 +123,31 @@ GRACE_SECONDS = 5.0
 
 
 def _fitter_ladder(plan: Plan) -> list[Plan]:
-    """The fitter's fallback plans (``core.fit.ladder_steps``), or a plain CPU-only rung without it."""
-    try:
-        from core.fit import ladder_steps
+    """The fitter's fallback plans, in DESIGN.md's lever order, down to CPU only."""
+    return list(ladder_steps(plan))
 
-        return list(ladder_steps(plan))
-    except (ImportError, AttributeError, NotImplementedError):
-        return [cpu_only(plan)] if plan.gpu_layers > 0 else []
+
+def _visible_device(plan: Plan) -> str | None:
+    """The one GPU the plan is for, as CUDA_VISIBLE_DEVICES wants it (its NVML UUID, else its index).
+
+    The plan and the NVML measurement cover one GPU; without this llama.cpp would split layers over
+    every GPU it sees. None when the user already chose devices (their CUDA_VISIBLE_DEVICES wins) or
+    the plan has no probed GPU.
+    """
+    gpu = plan.hardware.gpu if plan.hardware is not None else None
+    if gpu is None or gpu.what_if or "CUDA_VISIBLE_DEVICES" in os.environ:
+        return None
+    return gpu.uuid or str(gpu.index)
 
 
 def cpu_only(plan: Plan) -> Plan:
-    """``plan`` moved entirely to the CPU (the ladder's last rung)."""
-    return replace(plan, gpu_layers=0, settings=plan.settings.with_(n_gpu_layers=0), processor="100% CPU",
-                   fits_gpu=False, use_gpu=False)
+    """``plan`` moved entirely to the CPU (the ladder's last rung), with CPU-side numbers."""
+    return cpu_only_plan(plan, "not used", "CPU only: the GPU is not used.")
 
 
 def step_name(prev: Plan, nxt: Plan) -> str:
     """Name the lever that turns ``prev`` into ``nxt`` (DESIGN.md's order)."""
-    if nxt.gpu_layers == 0 or not getattr(nxt, "use_gpu", True):
+    if nxt.gpu_layers == 0 or not nxt.use_gpu:
         return "CPU only"
     if nxt.settings.experts_on_cpu and not prev.settings.experts_on_cpu:
         return "expert tensors in RAM"
@@ -294,14 +304,14 @@ class Engine:
 
     # --- child lifecycle --------------------------------------------------------------------
 
-    def _start_child(self) -> _Child:
+    def _start_child(self, visible_device: str | None = None) -> _Child:
         from core import engine_child
 
         fd, log_path = tempfile.mkstemp(prefix="layerfit-engine-", suffix=".log")
         os.close(fd)
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         stop, cancel = self._ctx.Event(), self._ctx.Event()
-        proc = self._ctx.Process(target=engine_child.main, args=(child_conn, stop, cancel, log_path, self._faults),
+        proc = self._ctx.Process(target=engine_child.main, args=(child_conn, stop, cancel, log_path, self._faults, visible_device),
                                  name="layerfit-engine", daemon=True)
         proc.start()
         child_conn.close()
@@ -345,7 +355,7 @@ class Engine:
             while True:
                 tried.add(_plan_key(current))
                 base = _nvml_used() if current.gpu_layers > 0 else None
-                child = self._start_child()
+                child = self._start_child(_visible_device(current))
                 self._child = child
                 if current.gpu_layers > 0 and not child.hello.get("gpu_offload"):
                     reason = ("this llama.cpp build has no GPU offload (a CPU-only build, or no GPU driver "
@@ -366,7 +376,7 @@ class Engine:
                             from exc
                     outcome, info = "oom", {"message": str(exc), "oom_lines": [str(exc)], "crashed": True}
                 if outcome == "loaded":
-                    result = self._finish(current, plan, info, base, tuple(fallbacks), t_start,
+                    result = self._finish(current, info, base, tuple(fallbacks), t_start,
                                           bool(child.hello.get("gpu_offload")))
                     self._loaded = result
                     return result
@@ -420,7 +430,7 @@ class Engine:
                     return "cancelled", info
                 return str(info.get("kind", "other")), info
 
-    def _finish(self, loaded: Plan, asked: Plan, info: dict[str, Any], base: int | None,
+    def _finish(self, loaded: Plan, info: dict[str, Any], base: int | None,
                 fallbacks: tuple[Fallback, ...], t_start: float, gpu_offload: bool) -> LoadResult:
         nvml_delta = None
         if base is not None:
@@ -459,7 +469,8 @@ class Engine:
             msgs = [dict(m) for m in messages]
             if sampling.system and not (msgs and msgs[0].get("role") == "system"):
                 msgs.insert(0, {"role": "system", "content": sampling.system})
-            child.stop.clear()
+            # The stop flag is cleared when a reply ends, not when it starts: a Stop pressed between
+            # Send and this line (while the request waited for the engine thread) must still count.
             t0 = time.perf_counter()
             first: float | None = None
             finished = False
@@ -506,6 +517,7 @@ class Engine:
                 if not finished:  # the caller closed the stream early: stop and drain to "done"
                     child.stop.set()
                     self._drain(child)
+                child.stop.clear()
 
     def _drain(self, child: _Child) -> None:
         deadline = time.monotonic() + 30.0
@@ -548,7 +560,7 @@ class Engine:
 # --- helpers -------------------------------------------------------------------------------
 
 def _plan_key(p: Plan) -> tuple[Any, ...]:
-    return (p.gpu_layers, p.settings.with_(n_gpu_layers=None), bool(getattr(p, "use_gpu", True)))
+    return (p.gpu_layers, p.settings.with_(n_gpu_layers=None), p.use_gpu)
 
 
 def _spec(plan: Plan, faults: dict[str, Any]) -> dict[str, Any]:
@@ -568,7 +580,7 @@ def _spec(plan: Plan, faults: dict[str, Any]) -> dict[str, Any]:
         "experts_on_cpu": bool(s.experts_on_cpu),
         "use_mmap": bool(s.use_mmap),
         "n_threads": s.n_threads,
-        "use_gpu": bool(getattr(plan, "use_gpu", True)),
+        "use_gpu": plan.use_gpu,
         "faults": dict(faults),
     }
 
@@ -592,13 +604,11 @@ def _nvml_used() -> int | None:
 
 
 def _record_calibration(gpu_key: str, plan: Plan, placement: Placement) -> None:
-    """Feed plan-versus-measured into the per-GPU correction store, when that module exists."""
+    """Feed plan-versus-measured into the per-GPU correction store."""
     try:
-        from core import calibration
-
         if placement.nvml_delta is not None and plan.gpu_layers > 0:
             calibration.record(gpu_key, plan.gpu, placement.nvml_delta)
-    except Exception:  # the store is optional: a failure here must never fail a load
+    except OSError:  # e.g. a full disk: learning is a bonus and must never fail a load
         pass
 
 
@@ -613,10 +623,6 @@ def _record_cpu_speed(loaded: LoadResult | None, stats: dict[str, Any]) -> None:
             return
         if tokens < MIN_TOKENS_FOR_SPEED or tps <= 0 or stats.get("finish_reason") == "stopped":
             return
-        from core import calibration
-        from core.hardware import cpu_key
-        from core.speed import SpeedModel, predict_tps
-
         plan = loaded.plan
         fill = int(stats.get("prompt_tokens", 0)) + tokens // 2
         predicted = predict_tps(plan.model, plan.settings, 0, SpeedModel.for_hardware(plan.hardware, learned=False),

@@ -373,8 +373,14 @@ def _redirect_output(log_path: str | None) -> None:
 
 
 def main(conn: Connection, stop: Any, cancel: Any, log_path: str | None = None,
-         faults: dict[str, Any] | None = None) -> None:
-    """Entry point of the child process (the target multiprocessing spawns)."""
+         faults: dict[str, Any] | None = None, visible_device: str | None = None) -> None:
+    """Entry point of the child process (the target multiprocessing spawns).
+
+    ``visible_device`` pins the engine to the planned GPU; it must be set before CUDA initialises,
+    i.e. before llama_cpp is imported, which only happens below this point.
+    """
+    if visible_device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible_device
     _redirect_output(log_path)
     # The parent handles Ctrl+C (it stops the chat or cancels the load); the child must not die of it first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

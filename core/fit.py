@@ -429,6 +429,20 @@ def ladder_steps(plan: Plan, backoff: float = 0.1) -> list[Plan]:
     steps: list[Plan] = []
     seen = {(plan.gpu_layers, plan.settings.experts_on_cpu, plan.settings.offload_kqv, plan.use_gpu)}
     last_total = plan.gpu.total
+    if plan.use_gpu and hw.gpu is not None and plan.gpu.total > plan.usable_vram > 0:
+        # The failed plan asked for more than the card has (a pinned layer count): the first rung is
+        # what the fitter picks for the free VRAM; shrinking the failed plan 10% at a time from far
+        # above the card would only reach CPU-only.
+        q = make_plan(m, base, hw, plan.headroom, suggest=False)
+        key = (q.gpu_layers, q.settings.experts_on_cpu, q.settings.offload_kqv, q.use_gpu)
+        if q.use_gpu and q.gpu_layers > 0 and key not in seen:
+            seen.add(key)
+            steps.append(replace(q, reasons=(f"Fallback step 1: {q.gpu_layers} of {m.n_layer + 1} layers on "
+                                             f"the GPU, as the fitter places them in the free GPU memory.",)
+                                 + q.reasons[1:]))
+            last_total = q.gpu.total
+        else:
+            last_total = plan.usable_vram
     if plan.use_gpu and hw.gpu is not None and plan.gpu.total > 0:
         for i in range(1, 10):
             cap = int(last_total * (1 - backoff))
@@ -449,11 +463,17 @@ def ladder_steps(plan: Plan, backoff: float = 0.1) -> list[Plan]:
                                  f"{fmt_bytes(q.gpu.total)} planned.",) + q.reasons[1:])
             steps.append(q)
             last_total = q.gpu.total
-    cpu_hw = replace(hw, gpus=(), gpu_problem="not used: the GPU ran out of memory")
-    cpu = make_plan(m, base.with_(n_gpu_layers=0), cpu_hw, plan.headroom, suggest=False)
-    steps.append(replace(cpu, hardware=hw, use_gpu=False, levers=("CPU only", "GPU unused"),
-                         reasons=("Last fallback: CPU only, the GPU is left unused.",) + cpu.reasons[1:]))
+    steps.append(cpu_only_plan(plan, "not used: the GPU ran out of memory",
+                               "Last fallback: CPU only, the GPU is left unused."))
     return steps
+
+
+def cpu_only_plan(plan: Plan, gpu_problem: str, reason: str) -> Plan:
+    """``plan`` re-planned for the CPU alone (the GPU unused), with its own numbers, not the GPU plan's."""
+    cpu_hw = replace(plan.hardware, gpus=(), gpu_problem=gpu_problem)
+    cpu = make_plan(plan.model, plan.settings.with_(n_gpu_layers=0), cpu_hw, plan.headroom, suggest=False)
+    return replace(cpu, hardware=plan.hardware, use_gpu=False, levers=("CPU only", "GPU unused"),
+                   reasons=(reason,) + cpu.reasons[1:])
 
 
 def sweep_context(model: ModelInfo, settings: LoadSettings, hardware: Hardware, headroom: int,

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
+from core.typed import typed_fields
+
 KvType = Literal["f16", "q8_0", "q4_0", "f32"]
 FlashAttn = Literal["on", "off", "auto"]
 
@@ -59,5 +61,5 @@ class LoadSettings:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LoadSettings:
-        known = {f: d[f] for f in cls.__dataclass_fields__ if f in d}
-        return cls(**known)
+        """From saved JSON; values of the wrong type fall back to the defaults."""
+        return cls(**typed_fields(cls, d))

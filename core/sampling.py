@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from core.typed import typed_fields
+
 
 @dataclass(frozen=True)
 class SamplingSettings:
@@ -32,7 +34,5 @@ class SamplingSettings:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SamplingSettings:
-        known = {f: d[f] for f in cls.__dataclass_fields__ if f in d}
-        if "stop" in known:
-            known["stop"] = tuple(known["stop"])
-        return cls(**known)
+        """From saved JSON; values of the wrong type fall back to the defaults."""
+        return cls(**typed_fields(cls, d))

@@ -9,13 +9,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
-from core.atomic import write_json_atomic
+from core.atomic import SaveError, write_json_atomic
+from core.typed import typed_fields
 
 APP = "LayerFit"
 
@@ -46,23 +48,37 @@ class AppSettings:
     window_geometry: str | None = None  # base64 of QWidget.saveGeometry()
     window_state: str | None = None
     last_chat_id: str | None = None
+    # Not saved: why the file on disk couldn't be read (these defaults then refuse to overwrite it).
+    read_problem: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def load(cls, path: Path | None = None) -> AppSettings:
-        """Read settings; a missing or unreadable file gives defaults (a broken file is kept as .bad)."""
+        """Read settings. A missing file gives defaults. A damaged file (bad JSON) is kept aside as
+        ``settings.json.bad-<time>`` and defaults are used; values of the wrong type fall back to their
+        defaults one by one. A file that exists but can't be read (permissions, I/O error) gives defaults
+        that refuse to be saved, so the real file is never overwritten with them."""
         path = path or settings_path()
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(raw, dict):
-                raise ValueError("not an object")
+                raise ValueError("not a JSON object")
         except FileNotFoundError:
             return cls()
-        except (OSError, ValueError):
+        except ValueError:
             with contextlib.suppress(OSError):
-                path.replace(path.with_suffix(".json.bad"))
+                path.replace(path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}"))
             return cls()
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in names})
+        except OSError as exc:
+            s = cls()
+            s.read_problem = f"{path} could not be read ({exc.strerror or exc})"
+            return s
+        raw.pop("read_problem", None)
+        return cls(**typed_fields(cls, raw))
 
     def save(self, path: Path | None = None) -> None:
-        write_json_atomic(path or settings_path(), asdict(self))
+        """Write atomically. Raises SaveError (the previous file stays intact)."""
+        if self.read_problem:
+            raise SaveError(0, f"settings not saved: {self.read_problem}, and saving would replace it with defaults")
+        data = asdict(self)
+        del data["read_problem"]
+        write_json_atomic(path or settings_path(), data)

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 
 from core.atomic import SaveError
 from core.chats import Chat, ChatFileError, ChatStore
+from core.engine import EngineCrashed
 from core.errors import describe
 from core.sampling import SamplingSettings
 from core.settings import AppSettings
@@ -51,6 +52,10 @@ from gui.workers import Task, engine_pool, run_stream
 
 if TYPE_CHECKING:
     from core.engine import ChatEvent, Engine
+
+#: Why New chat / opening another chat does nothing while the open chat can't be saved.
+KEPT_UNSAVED = ("This chat stays open: it could not be saved, and switching chats now would lose it. "
+                "Fix the problem (free disk space, check the data folder's permissions) and try again.")
 
 DRAFT_SAVE_MS = 1500
 SHUTDOWN_WAIT_MS = 10_000
@@ -108,10 +113,12 @@ class ChatPanel(QWidget):
     Signals:
         chatSaved: a chat was written to disk (arg: chat id).
         streamingChanged: a reply started (True) or ended (False).
+        engineLost: the engine process died during a reply (arg: why, in words); the model is gone.
     """
 
     chatSaved = Signal(str)
     streamingChanged = Signal(bool)
+    engineLost = Signal(str)
 
     def __init__(self, get_engine: Callable[[], Engine | None], parent: QWidget | None = None, *,
                  store: ChatStore | None = None) -> None:
@@ -465,7 +472,9 @@ class ChatPanel(QWidget):
         if self._turn is not None:
             return
         self._sync_chat()
-        self._save()
+        if not self._save():
+            notifier().warning(KEPT_UNSAVED)
+            return
         chat = Chat(model_path=self._model_path, system=self.system_edit.toPlainText(),
                     sampling=self.sampling().to_dict())
         self._open(chat, apply_settings=False)
@@ -484,7 +493,10 @@ class ChatPanel(QWidget):
             self._reload_list()
             return False
         self._sync_chat()
-        self._save()
+        if not self._save():
+            notifier().warning(KEPT_UNSAVED)
+            self._select_open_chat()
+            return False
         self._open(chat, apply_settings=True)
         return True
 
@@ -556,6 +568,8 @@ class ChatPanel(QWidget):
         if self._turn is not None:
             self._turn.error = describe(exc)
         notifier().error(exc, "Chat")
+        if isinstance(exc, EngineCrashed):
+            self.engineLost.emit(describe(exc))
 
     @Slot()
     def _on_stream_finished(self) -> None:
@@ -629,19 +643,29 @@ class ChatPanel(QWidget):
         if last is not None:
             self._show_final_stats(last.stats)
         if apply_settings:
-            base = SamplingSettings.from_dict(chat.sampling) if chat.sampling else self.sampling()
-            self.set_sampling(base.with_(system=chat.system))
+            current = self.sampling()
+            try:
+                base = SamplingSettings.from_dict(chat.sampling) if chat.sampling else current
+                self.set_sampling(base.with_(system=chat.system))
+            except Exception as exc:  # noqa: BLE001 - a hand-edited file must not stop the chat from opening
+                notifier().warning(f"This chat's saved sampling settings could not be used ({describe(exc)}); "
+                                   "the current ones are kept.")
+                self.set_sampling(current.with_(system=chat.system))
         self.input.blockSignals(True)
         self.input.setPlainText(chat.draft)
         self.input.blockSignals(False)
-        row = self.chat_list.row_of(chat.id)
+        self._select_open_chat()
+        self._scroll_to_end()
+        self._update_state()
+
+    def _select_open_chat(self) -> None:
+        """Highlight the open chat in the list (nothing when it isn't saved yet)."""
+        row = self.chat_list.row_of(self._chat.id)
         if row >= 0:
             self.chat_view.setCurrentIndex(self.chat_list.index(row, 0))
         else:
             self.chat_view.clearSelection()
             self.chat_view.setCurrentIndex(QModelIndex())
-        self._scroll_to_end()
-        self._update_state()
 
     def _sync_chat(self) -> None:
         """Copy what the widgets hold (system prompt, sampling, unsent draft) into the chat."""

@@ -9,6 +9,9 @@ list carries on.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
@@ -48,6 +51,11 @@ from gui import theme
 from gui.workers import run_task
 
 _Index = QModelIndex | QPersistentModelIndex
+#: What a header read is cached under: (path, size, mtime in ns). A file that grows or is rewritten at
+#: the same path (a finished download) gets a new key, so its old "truncated" error is not reused.
+_CacheKey = tuple[str, int, int | None]
+#: A header read: the file's (size, mtime_ns) just before it, and the header or the error in words.
+_ReadResult = tuple[tuple[int, int] | None, ModelInfo | None, str | None]
 
 
 class Role(IntEnum):
@@ -66,6 +74,11 @@ class _Row:
     info: ModelInfo | None = None
     error: str | None = None
     reading: bool = False
+    mtime_ns: int | None = None
+
+    @property
+    def key(self) -> _CacheKey:
+        return (self.entry.path, self.entry.size, self.mtime_ns)
 
 
 def summary(info: ModelInfo | None, size: int) -> str:
@@ -84,7 +97,7 @@ class ModelListModel(QAbstractListModel):
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
         self._rows: list[_Row] = []
-        self._cache: dict[str, tuple[ModelInfo | None, str | None]] = {}
+        self._cache: dict[_CacheKey, tuple[ModelInfo | None, str | None]] = {}
 
     # ---- Qt model API ---------------------------------------------------------------------------------
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 - Qt's default
@@ -143,25 +156,43 @@ class ModelListModel(QAbstractListModel):
         return names
 
     # ---- updates ------------------------------------------------------------------------------------------
-    def set_entries(self, entries: list[LibraryEntry]) -> None:
-        """Replace the rows; headers read before (same path) are kept."""
+    def set_entries(self, entries: list[LibraryEntry], mtimes: Mapping[str, int] | None = None) -> None:
+        """Replace the rows; headers read before from the same file (path, size and ``mtimes``) are kept."""
         self.beginResetModel()
         self._rows = []
         for e in entries:
-            info, err = self._cache.get(e.path, (None, None))
-            self._rows.append(_Row(e, info, err or e.problem))
+            row = _Row(e, mtime_ns=(mtimes or {}).get(e.path))
+            row.info, err = self._cache.get(row.key, (None, None))
+            row.error = err or e.problem
+            self._rows.append(row)
         self.endResetModel()
 
     def set_reading(self, path: str, reading: bool) -> None:
         self._update(path, reading=reading)
 
-    def set_info(self, path: str, info: ModelInfo) -> None:
-        self._cache[path] = (info, None)
+    def set_info(self, path: str, info: ModelInfo, stamp: tuple[int, int] | None = None) -> None:
+        """``path``'s header. ``stamp`` is the file's (size, mtime_ns) when it was read (default: as listed)."""
+        self._remember(path, stamp, info, None)
         self._update(path, info=info, error=None, reading=False)
 
-    def set_error(self, path: str, error: str) -> None:
-        self._cache[path] = (None, error)
+    def set_error(self, path: str, error: str, stamp: tuple[int, int] | None = None) -> None:
+        """Why ``path`` can't be used (``stamp`` as for ``set_info``)."""
+        self._remember(path, stamp, None, error)
         self._update(path, info=None, error=error, reading=False)
+
+    def forget(self, path: str) -> None:
+        """Drop what was read from ``path`` (the next selection reads its header again)."""
+        self._cache = {k: v for k, v in self._cache.items() if k[0] != path}
+        self._update(path, info=None, error=None)
+
+    def _remember(self, path: str, stamp: tuple[int, int] | None, info: ModelInfo | None,
+                  error: str | None) -> None:
+        if stamp is not None:
+            self._cache[(path, *stamp)] = (info, error)
+            return
+        row = self.row_of(path)
+        if row >= 0:
+            self._cache[self._rows[row].key] = (info, error)
 
     def _update(self, path: str, **changes: Any) -> None:
         row = self.row_of(path)
@@ -183,11 +214,12 @@ class ModelListModel(QAbstractListModel):
         return self._rows[row].entry.path
 
     def info_of(self, path: str) -> ModelInfo | None:
-        return self._cache.get(path, (None, None))[0]
+        row = self.row_of(path)
+        return self._rows[row].info if row >= 0 else None
 
     def error_of(self, path: str) -> str | None:
         row = self.row_of(path)
-        return self._rows[row].error if row >= 0 else self._cache.get(path, (None, None))[1]
+        return self._rows[row].error if row >= 0 else None
 
     def next_unread(self) -> str | None:
         """A row whose header hasn't been read yet (background prefetch)."""
@@ -312,7 +344,7 @@ class LibraryPanel(QWidget):
         self._list_gen += 1
         gen = self._list_gen
         folders, files = list(self.folders), list(self.files)
-        run_task(lambda: list_models(folders, files), on_result=lambda es: self._on_listed(gen, es),
+        run_task(lambda: _list_with_mtimes(folders, files), on_result=lambda r: self._on_listed(gen, *r),
                  context="Listing models")
 
     def add_files(self, paths: list[str]) -> None:
@@ -359,11 +391,11 @@ class LibraryPanel(QWidget):
         return self._selected
 
     # ---- internals -----------------------------------------------------------------------------------------
-    def _on_listed(self, gen: int, entries: list[LibraryEntry]) -> None:
+    def _on_listed(self, gen: int, entries: list[LibraryEntry], mtimes: dict[str, int]) -> None:
         if gen != self._list_gen:
             return  # a newer listing is on its way
         keep = self._pending_select or self._selected
-        self.model.set_entries(entries)
+        self.model.set_entries(entries, mtimes)
         n = len(entries)
         self.hint.setText("No models yet: add a folder or a .gguf file, or drop one here." if n == 0 else
                           f"{n} model{'s' if n != 1 else ''}. Drop .gguf files anywhere to add them.")
@@ -380,8 +412,8 @@ class LibraryPanel(QWidget):
         if not current.isValid():
             return
         path = self.model.path_at(current.row())
-        if path == self._selected and self.model.info_of(path) is None and self.model.error_of(path) is None:
-            return  # already being read
+        if path == self._selected and self.model.data(current, Role.READING):
+            return  # already being read; _on_read announces it
         self._selected = path
         info = self.model.info_of(path)
         err = self.model.error_of(path)
@@ -398,15 +430,14 @@ class LibraryPanel(QWidget):
         self.model.set_reading(path, True)
         if prefetch:
             self._prefetching = True
-        run_task(lambda: read_model_info(path),
-                 on_result=lambda info: self._on_read(path, info, None, prefetch),
-                 on_error=lambda exc: self._on_read(path, None, describe(exc), prefetch))
+        run_task(lambda: _read_stamped(path), on_result=lambda r: self._on_read(path, r, prefetch))
 
-    def _on_read(self, path: str, info: ModelInfo | None, error: str | None, prefetch: bool) -> None:
+    def _on_read(self, path: str, result: _ReadResult, prefetch: bool) -> None:
+        stamp, info, error = result
         if info is not None:
-            self.model.set_info(path, info)
+            self.model.set_info(path, info, stamp)
         else:
-            self.model.set_error(path, error or "unreadable")
+            self.model.set_error(path, error or "unreadable", stamp)
         if path == self._selected:
             if info is not None:
                 self.model_chosen.emit(info)
@@ -454,6 +485,28 @@ class LibraryPanel(QWidget):
         menu.popup(self.view.viewport().mapToGlobal(pos))
 
     def _reread(self, path: str) -> None:
-        self.model._cache.pop(path, None)
-        self.model._update(path, info=None, error=None)
+        self.model.forget(path)
         self._read(path)
+
+
+def _list_with_mtimes(folders: list[str], files: list[str]) -> tuple[list[LibraryEntry], dict[str, int]]:
+    """``list_models`` plus each file's modification time (worker thread: a stat per file)."""
+    entries = list_models(folders, files)
+    mtimes: dict[str, int] = {}
+    for e in entries:
+        with contextlib.suppress(OSError):  # the entry already carries its problem ("file not found")
+            mtimes[e.path] = os.stat(e.path).st_mtime_ns
+    return entries, mtimes
+
+
+def _read_stamped(path: str) -> _ReadResult:
+    """Read ``path``'s header (worker thread): (size, mtime_ns) as it was just before, info or error."""
+    try:
+        st = os.stat(path)
+        stamp: tuple[int, int] | None = (st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = None
+    try:
+        return stamp, read_model_info(path), None
+    except Exception as exc:  # noqa: BLE001 - shown in the row, in words
+        return stamp, None, describe(exc)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.engine import Engine, LoadCancelled, LoadResult
+from core.errors import describe
 from core.fit import Plan, Suggestion, make_plan
 from core.gguf_info import ModelInfo
 from core.hardware import Hardware, probe, probe_ram_only
@@ -123,9 +124,12 @@ class MainWindow(QMainWindow):
         self._save_timer = QTimer(self)
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(SAVE_DEBOUNCE_MS)
-        self._restore_settings()
+        restore_problems = self._restore_settings()
         self._connect_signals()
         self._update_actions()
+        if restore_problems:
+            notifier().warning("Some saved settings could not be used, so they are back to their defaults: "
+                               + "; ".join(restore_problems))
 
         if hardware is not None:
             self._set_machine(hardware)
@@ -271,23 +275,32 @@ class MainWindow(QMainWindow):
         # engine state → chat
         self.loaded.connect(self._tell_chat_loaded)
         self.unloaded.connect(lambda: self.chat_panel.set_model_loaded(False, None))
+        self.chat_panel.engineLost.connect(self._on_engine_lost)
+        self.chat_panel.streamingChanged.connect(self._update_actions)
         # persistence
         self._save_timer.timeout.connect(self.save_settings)
 
-    def _restore_settings(self) -> None:
+    def _restore_settings(self) -> list[str]:
+        """Put back what the window remembered. A value that can't be used (a hand-edited or foreign
+        file) leaves its default in place; the returned lines say which, for the user."""
         s = self.app_settings
-        if s.window_geometry:
-            self.restoreGeometry(QByteArray.fromBase64(s.window_geometry.encode()))
-        if s.window_state:
-            self.restoreState(QByteArray.fromBase64(s.window_state.encode()))
-        self.load_panel.set_headroom(s.headroom_mib * MiB)
-        self.load_panel.set_hardware_choice(s.hardware_choice)
+        problems: list[str] = []
+        with _restoring("window layout", problems):
+            if s.window_geometry:
+                self.restoreGeometry(QByteArray.fromBase64(s.window_geometry.encode()))
+            if s.window_state:
+                self.restoreState(QByteArray.fromBase64(s.window_state.encode()))
+        with _restoring("memory headroom", problems):
+            self.load_panel.set_headroom(s.headroom_mib * MiB)
+        with _restoring("hardware", problems):
+            self.load_panel.set_hardware_choice(s.hardware_choice)
         if s.load_settings:
-            # settings from another version: defaults are fine
-            with contextlib.suppress(TypeError, ValueError):
+            with _restoring("load settings", problems):
                 self.load_panel.set_settings(LoadSettings.from_dict(s.load_settings))
         if s.last_model:
-            self.library.select_path(s.last_model)
+            with _restoring("last model", problems):
+                self.library.select_path(s.last_model)
+        return problems
 
     # ================================================================================================
     # model + plan
@@ -303,7 +316,8 @@ class MainWindow(QMainWindow):
         self.model_info = info
         self.load_panel.set_model(info)
         if self._restore_for is not None and info.path == self._restore_for:
-            with contextlib.suppress(TypeError, ValueError):
+            # a bad value was reported when the window opened; the defaults stay
+            with contextlib.suppress(TypeError, ValueError, OverflowError):
                 self.load_panel.set_settings(LoadSettings.from_dict(self.app_settings.load_settings))
             self._restore_for = None
         if self._import_spec is not None and info.path == self._import_spec.from_path:
@@ -422,7 +436,8 @@ class MainWindow(QMainWindow):
 
     def load_model(self) -> None:
         """Load the current plan's model (on this machine's hardware, even if a what-if card is shown)."""
-        if self._loading or self.plan is None or self.model_info is None or self.plan_inputs is None:
+        if (self._loading or self.plan is None or self.model_info is None or self.plan_inputs is None
+                or self.chat_panel.is_streaming):  # the engine is busy with the reply
             return
         inputs = self.plan_inputs
         plan = self.plan
@@ -465,12 +480,16 @@ class MainWindow(QMainWindow):
     def _on_load_progress(self, fraction: float) -> None:
         self.progress.setValue(int(max(0.0, min(1.0, fraction)) * 100))
 
-    def _on_loaded(self, plan: Plan, inputs: PlanInputs, result: LoadResult) -> None:
+    def _on_loaded(self, asked: Plan, inputs: PlanInputs, result: LoadResult) -> None:
         self._on_load_finished()  # idle again before anyone hears about the load (finished comes later)
+        plan = result.plan or asked  # after a fallback, the plan that really loaded
         self.loaded_plan = plan
         self.loaded_inputs = inputs
         self.load_result = result
-        self.meter.set_measured(result.placement, plan)
+        if self.current_inputs() == inputs:
+            self.meter.set_measured(result.placement, plan)
+        else:  # the form changed while loading: the meter keeps showing an estimate for it
+            self._schedule_plan()
         self.advice.set_fallbacks(result.fallbacks)
         pl = result.placement
         self._update_actions()
@@ -511,13 +530,28 @@ class MainWindow(QMainWindow):
         self.loaded_inputs = None
         self.engine_state.setText("Unloading…")
         self._update_actions()
-        run_task(engine.unload, on_result=lambda _r: self._on_unloaded(), pool=engine_pool(),
-                 context="Unloading the model")
+        run_task(engine.unload, on_result=lambda _r: self._on_unloaded(), on_error=self._on_unload_error,
+                 pool=engine_pool())
+
+    def _on_unload_error(self, exc: BaseException) -> None:
+        # The window already let go of the model; the next load starts a fresh engine process anyway.
+        notifier().error(exc, "Unloading the model")
+        self._on_unloaded()
+
+    def _on_engine_lost(self, _reason: str) -> None:
+        """The engine process died during a reply (the chat panel has said why): nothing is loaded now."""
+        if self.load_result is None:
+            return
+        self.load_result = None
+        self.loaded_plan = None
+        self.loaded_inputs = None
+        self._on_unloaded()
 
     def _on_unloaded(self) -> None:
         self.engine_state.setText("No model loaded")
         self.advice.set_fallbacks(())
         self._update_plan()  # the estimate replaces the measurement now, before anyone looks
+        self._update_actions()
         self.unloaded.emit()
 
     def export_modelfile(self) -> None:
@@ -565,9 +599,10 @@ class MainWindow(QMainWindow):
                         f"context {self.load_panel.settings().n_ctx:,}, GPU layers "
                         f"{'auto' if spec.num_gpu is None else spec.num_gpu}.")
 
-    def _update_actions(self) -> None:
+    def _update_actions(self, *_args: object) -> None:
         has_plan = self.plan is not None
-        self.load_action.setEnabled(has_plan and not self._loading)
+        # Unload stays enabled while a reply streams: it stops the reply first.
+        self.load_action.setEnabled(has_plan and not self._loading and not self.chat_panel.is_streaming)
         self.unload_action.setEnabled(self.load_result is not None and not self._loading)
         self.export_action.setEnabled(has_plan)
 
@@ -634,6 +669,15 @@ class MainWindow(QMainWindow):
             run_task(engine.close, pool=engine_pool(), context="Closing the engine")
         wait_all(15000)
         super().closeEvent(event)
+
+
+@contextlib.contextmanager
+def _restoring(what: str, problems: list[str]) -> Iterator[None]:
+    """Restore one remembered setting; if its saved value can't be used, note ``what`` and why."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - a saved value must never stop the window from opening
+        problems.append(f"{what} ({describe(exc)})")
 
 
 def _gguf_paths(mime: Any) -> list[str]:

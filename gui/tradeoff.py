@@ -18,13 +18,13 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from core.fit import Plan, make_plan
+from core.fit import Plan, sweep_context
 from core.gguf_info import ModelInfo
 from core.hardware import Hardware
 from core.loadsettings import LoadSettings
-from core.speed import SpeedModel, predict_tps
 from core.units import GiB
 from gui import theme
+from gui.load_panel import context_stops
 
 
 @dataclass(frozen=True)
@@ -46,27 +46,15 @@ class TradeoffData:
 
 
 def predicted_tok_s(plan: Plan) -> float | None:
-    """Predicted decode speed for ``plan`` (core.speed), or None when it can't be predicted."""
-    tps = getattr(plan, "predicted_tps", None)
-    if isinstance(tps, (int, float)):
-        return float(tps) if tps > 0 else None
-    try:
-        tps = predict_tps(plan.model, plan.settings, plan.gpu_layers, SpeedModel.for_hardware(plan.hardware))
-    except (ValueError, ZeroDivisionError, ArithmeticError):
-        return None
-    return tps if tps > 0 else None
+    """Predicted decode speed for ``plan`` (core.speed, through the fitter), or None when unknown."""
+    return plan.predicted_tps if plan.predicted_tps > 0 else None
 
 
 def sweep_values(n_ctx_train: int, current: int) -> list[int]:
-    """Context sizes to chart: powers of two from 512 to the trained context, plus the current one."""
-    top = max(n_ctx_train, 1024)
-    vals = []
-    v = 512
-    while v < top:
-        vals.append(v)
-        v *= 2
-    vals.append(top)
-    if current not in vals and 512 <= current <= top:
+    """Context sizes to chart: the context slider's stops (powers of two up to the trained context),
+    plus the current value."""
+    vals = context_stops(max(n_ctx_train, 1024))
+    if current not in vals and vals[0] <= current <= vals[-1]:
         vals.append(current)
     return sorted(vals)
 
@@ -77,14 +65,13 @@ def sweep(model: ModelInfo, settings: LoadSettings, hardware: Hardware, headroom
     Runs in a worker thread; pure core calls.
     """
     n_all = model.n_layer + 1
-    points = []
     # with no GPU, still show what a card would need (planned against an unlimited what-if card)
     need_hw = hardware if hardware.gpu is not None else hardware.with_vram(1024**4, name="any card")
-    for ctx in sweep_values(model.n_ctx_train, settings.n_ctx):
-        full = make_plan(model, settings.with_(n_ctx=ctx, n_gpu_layers=n_all), need_hw, headroom, suggest=False)
-        auto = make_plan(model, settings.with_(n_ctx=ctx, n_gpu_layers=None), hardware, headroom, suggest=False)
-        points.append(TradeoffPoint(ctx, full.gpu.total, auto.gpu.total, auto.gpu_layers, n_all,
-                                    predicted_tok_s(auto)))
+    ctxs = sweep_values(model.n_ctx_train, settings.n_ctx)
+    fulls = sweep_context(model, settings.with_(n_gpu_layers=n_all), need_hw, headroom, ctxs)
+    autos = sweep_context(model, settings.with_(n_gpu_layers=None), hardware, headroom, ctxs)
+    points = [TradeoffPoint(c, full.gpu.total, auto.gpu.total, auto.gpu_layers, n_all, predicted_tok_s(auto))
+              for c, full, auto in zip(ctxs, fulls, autos, strict=True)]
     gpu = hardware.gpu
     usable = max(0, (gpu.free if gpu else 0) - headroom)
     return TradeoffData(tuple(points), usable, gpu.name if gpu else "no GPU", settings.n_ctx)

@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.atomic import write_text_atomic  # noqa: E402
 
 
 def desktop_entry(exec_path: Path, icon: Path) -> str:
@@ -29,7 +32,7 @@ def main() -> int:
     apps = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "applications"
     apps.mkdir(parents=True, exist_ok=True)
     target = apps / "layerfit.desktop"
-    target.write_text(desktop_entry(exe, icon), encoding="utf-8")
+    write_text_atomic(target, desktop_entry(exe, icon))
     target.chmod(0o755)
     if shutil.which("update-desktop-database"):
         subprocess.run(["update-desktop-database", str(apps)], check=False)

@@ -324,3 +324,30 @@ def test_llama_cpp_refusing_settings_says_why(tiny: Path) -> None:
     # head dim 16 can't hold a q8_0 block of 32: llama.cpp refuses the context, and the message says so.
     with Engine() as engine, pytest.raises(EngineError, match="does not divide"):
         engine.load(make_plan(tiny, type_k="q8_0", type_v="q8_0", flash_attn="on"))
+
+
+def test_the_engine_is_pinned_to_the_planned_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The plan and NVML cover one GPU: the child gets CUDA_VISIBLE_DEVICES for exactly that one."""
+    from core.engine import _visible_device
+    from core.hardware import GPU
+
+    info = read_model_info(demo_model_path())
+    gpu1 = GPU(1, "NVIDIA GeForce RTX 4090", 24 * 1024**3, 20 * 1024**3, uuid="GPU-1234")
+    plan = Plan(info, LoadSettings(), Hardware((gpu1,), 1, 1, 1), 0, 31, DeviceMemory(), HostMemory(),
+                "100% GPU", True, True)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert _visible_device(plan) == "GPU-1234"
+    assert _visible_device(replace(plan, hardware=Hardware((replace(gpu1, uuid=None),), 1, 1, 1))) == "1"
+    assert _visible_device(replace(plan, hardware=Hardware((replace(gpu1, what_if=True),), 1, 1, 1))) is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # the user's own choice wins
+    assert _visible_device(plan) is None
+
+
+def test_a_stop_pressed_before_the_reply_starts_still_counts(demo: Engine) -> None:
+    """The GUI queues a chat on the engine thread; a Stop that lands before it runs must stop it."""
+    demo.stop()
+    done = collect(demo.chat(FRANCE, SamplingSettings(temperature=0.0, max_tokens=64)))[-1]
+    assert done.kind == "done" and done.finish_reason == "stopped" and done.tokens <= 1
+    # the flag is spent: the next reply runs normally
+    again = collect(demo.chat(FRANCE, SamplingSettings(temperature=0.0, max_tokens=64)))[-1]
+    assert again.finish_reason == "stop" and "Paris" in again.text

@@ -53,6 +53,7 @@ def test_save_writes_the_file_and_copy_puts_the_command_on_the_clipboard(
     dlg = _dialog(qtbot, info, plan)
     dlg.name_edit.setText("tiny-test:v1")
     target = tmp_path / "out" / "tiny.Modelfile"
+    target.parent.mkdir()  # the user picks an existing folder; a typo is refused
     assert dlg.save_to(target)
     assert target.read_text(encoding="utf-8") == dlg.preview.toPlainText()
     assert dlg.saved_path() == target

@@ -134,3 +134,17 @@ def test_json_schema(l8: ModelInfo) -> None:
     for s in j["suggestions"]:
         assert set(s) >= {"text", "settings", "gpu_layers", "processor"}
         assert LoadSettings.from_dict(s["settings"]).n_ctx > 0
+
+
+def test_ladder_after_a_forced_all_layers_plan_starts_from_what_the_card_holds(q32: ModelInfo) -> None:
+    """A pin far above the card (all 65 layers of a 32B at 128K on a T4) must not shrink 10% at a time
+    from 45 GiB down to CPU-only: the first rung already fits the free VRAM with GPU layers."""
+    hw = what_if("t4", RAM)
+    forced = make_plan(q32, LoadSettings(n_ctx=131072, n_gpu_layers=65), hw, suggest=False)
+    assert forced.gpu.total > hw.vram_free  # the pin doesn't fit: llama.cpp would run out of memory
+    steps = ladder_steps(forced)
+    first = steps[0]
+    assert first.use_gpu and 0 < first.gpu_layers < 65
+    assert first.gpu.total <= hw.vram_free - first.headroom
+    assert all(a.gpu.total > b.gpu.total for a, b in zip(steps, steps[1:-1], strict=False))  # each rung uses less
+    assert not steps[-1].use_gpu and steps[-1].gpu.total == 0 and steps[-1].processor == "100% CPU"

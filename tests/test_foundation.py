@@ -65,7 +65,53 @@ def test_settings_round_trip_and_broken_file(tmp_path: Path) -> None:
     assert again.model_folders == ["/models"] and again.headroom_mib == 1024 and again.last_model == "/models/x.gguf"
     settings_path().write_text("{not json")
     assert AppSettings.load() == AppSettings()  # defaults, and the broken file is kept aside
-    assert settings_path().with_suffix(".json.bad").exists()
+    kept = list(settings_path().parent.glob("settings.json.bad-*"))
+    assert len(kept) == 1 and kept[0].read_text() == "{not json"
+
+
+def test_settings_with_wrong_types_fall_back_field_by_field() -> None:
+    import json
+
+    settings_path().parent.mkdir(parents=True, exist_ok=True)
+    settings_path().write_text(json.dumps({"headroom_mib": "abc", "model_folders": "abc", "last_model": "/m.gguf",
+                                           "extra_models": ["/a.gguf", 3], "window_geometry": None}))
+    s = AppSettings.load()
+    assert s.headroom_mib == AppSettings().headroom_mib  # "abc" is not a number
+    assert s.model_folders == []  # a string is not a list of folders (not ['a', 'b', 'c'])
+    assert s.extra_models == []  # one bad item spoils the list
+    assert s.last_model == "/m.gguf"  # good values are kept
+
+
+def test_unreadable_settings_are_never_overwritten_with_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings_path().parent.mkdir(parents=True, exist_ok=True)
+    settings_path().write_text('{"headroom_mib": 2048}')
+    real_read = Path.read_text
+
+    def denied(self: Path, *a: object, **k: object) -> str:
+        if self == settings_path():
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_read(self, *a, **k)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as m:
+        m.setattr(Path, "read_text", denied)
+        s = AppSettings.load()
+        assert s == AppSettings()  # defaults to run with …
+        with pytest.raises(SaveError, match="could not be read"):
+            s.save()  # … but never saved over the file that is there
+    assert AppSettings.load().headroom_mib == 2048
+
+
+def test_sampling_and_load_settings_from_bad_json_use_defaults() -> None:
+    from core.loadsettings import LoadSettings
+    from core.sampling import SamplingSettings
+
+    samp = SamplingSettings.from_dict({"temperature": "hot", "top_k": 20, "stop": ["a", 1], "seed": None})
+    assert samp.temperature == SamplingSettings().temperature and samp.top_k == 20
+    assert samp.stop == () and samp.seed is None
+    assert SamplingSettings.from_dict({"stop": ["</s>", "User:"]}).stop == ("</s>", "User:")
+    ls = LoadSettings.from_dict({"n_ctx": "big", "n_gpu_layers": 12, "swa_full": 1, "type_k": "q8_0"})
+    assert ls.n_ctx == LoadSettings().n_ctx and ls.n_gpu_layers == 12 and ls.type_k == "q8_0"
+    assert ls.swa_full is False  # 1 is not a bool
 
 
 def test_atomic_write_keeps_old_content_when_disk_is_full(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,3 +172,17 @@ def test_models_cli_lists_demo_and_folder_files(tmp_path: Path) -> None:
 def test_cli_usage_errors_are_one_line_not_tracebacks(tmp_path: Path) -> None:
     r = _cli("plan", str(tmp_path / "nope.gguf"), "--vram", "lots")
     assert r.returncode == 2 and "16GiB" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_atomic_write_keeps_permissions_and_never_invents_folders(tmp_path: Path) -> None:
+    target = tmp_path / "Modelfile"
+    write_text_atomic(target, "one")
+    target.chmod(0o640)
+    write_text_atomic(target, "two")
+    assert target.read_text() == "two" and (target.stat().st_mode & 0o777) == 0o640
+    typo = tmp_path / "no-such-folder" / "Modelfile"
+    with pytest.raises(SaveError, match="does not exist"):
+        write_text_atomic(typo, "x")
+    assert not typo.parent.exists()  # a typo in a path leaves nothing behind
+    write_text_atomic(typo, "x", make_dirs=True)  # LayerFit's own folders are created on demand
+    assert typo.read_text() == "x"

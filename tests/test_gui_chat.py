@@ -19,8 +19,9 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
+from core.atomic import SaveError
 from core.chats import Chat, ChatStore
-from core.engine import ChatEvent, EngineError
+from core.engine import ChatEvent, EngineCrashed, EngineError
 from core.sampling import SamplingSettings
 from core.settings import AppSettings
 from gui.chat_list_model import ChatListModel, ChatListRole
@@ -315,6 +316,69 @@ def test_engine_error_is_reported_and_the_question_kept(qtbot: Any, messages: li
     assert _contents(panel) == [("user", "hello?")]  # no empty reply bubble
     assert [m.content for m in ChatStore().load(panel.current_chat.id).messages] == ["hello?"]
     assert panel.send_button.isEnabled()
+
+
+def test_an_engine_crash_says_the_engine_is_lost(qtbot: Any, messages: list[tuple[str, str]]) -> None:
+    panel = _panel(qtbot, FakeEngine(fail=EngineCrashed("the engine process was killed (SIGKILL)")))
+    with qtbot.waitSignal(panel.engineLost, timeout=10_000) as lost:
+        _exchange(qtbot, panel, "hello?")
+    assert lost.args == ["the engine process was killed (SIGKILL)"]
+    assert ("error", "Chat: the engine process was killed (SIGKILL)") in messages
+    assert _contents(panel) == [("user", "hello?")]
+
+
+def test_an_ordinary_engine_error_keeps_the_engine(qtbot: Any) -> None:
+    panel = _panel(qtbot, FakeEngine(fail=EngineError("the reply failed: bad grammar")))
+    lost: list[str] = []
+    panel.engineLost.connect(lost.append)
+    _exchange(qtbot, panel, "hello?")
+    assert lost == []
+    assert panel.send_button.isEnabled()
+
+
+def test_switching_chats_keeps_a_chat_that_cannot_be_saved(
+        qtbot: Any, messages: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    panel = _panel(qtbot, FakeEngine("kept"))
+    _exchange(qtbot, panel, "remember me")
+    current = panel.current_chat.id
+    other = Chat()
+    other.add("user", "another chat")
+    ChatStore().save(other)
+    panel.input.setPlainText("an unsent thought")
+
+    def disk_full(self: ChatStore, chat: Chat) -> Path:
+        raise SaveError(errno.ENOSPC, "No space left on device")
+
+    real_save = ChatStore.save
+    monkeypatch.setattr(ChatStore, "save", disk_full)
+    panel.new_chat()
+    assert panel.current_chat.id == current
+    assert _contents(panel) == [("user", "remember me"), ("assistant", "kept")]
+    assert panel.input.toPlainText() == "an unsent thought"
+    assert not panel.open_chat(other.id)
+    assert panel.current_chat.id == current
+    assert panel.input.toPlainText() == "an unsent thought"
+    warnings = [text for level, text in messages if level == "warning"]
+    assert len(warnings) == 2 and all("stays open" in w for w in warnings)
+    assert ("error", "Saving chat: No space left on device") in messages
+
+    monkeypatch.setattr(ChatStore, "save", real_save)  # room again: now the switch saves and goes ahead
+    panel.new_chat()
+    assert panel.current_chat.id != current and panel.input.toPlainText() == ""
+    assert ChatStore().load(current).draft == "an unsent thought"
+
+
+@pytest.mark.filterwarnings("ignore:libshiboken. Overflow:RuntimeWarning")  # the value we feed Qt
+def test_a_chat_with_unusable_sampling_values_still_opens(qtbot: Any, messages: list[tuple[str, str]]) -> None:
+    chat = Chat(system="Be kind.", sampling={"temperature": "hot", "top_k": 2**40})  # Qt's spin boxes are 32-bit
+    chat.add("user", "still readable")
+    ChatStore().save(chat)
+    panel = _panel(qtbot, None, loaded=False)
+    assert panel.current_chat.id == chat.id
+    assert _contents(panel) == [("user", "still readable")]
+    assert panel.system_edit.toPlainText() == "Be kind."
+    assert 0 <= panel.sampling().top_k <= 1000  # within the form's range, not 2**40
+    assert any(level == "warning" and "sampling" in text for level, text in messages)
 
 
 def test_sampling_form_round_trip(qtbot: Any) -> None:

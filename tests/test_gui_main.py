@@ -6,17 +6,27 @@ length) × 2 bytes for f16 × context), never copied from the estimator.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from gguf_factory import QWEN25_32B, write_sparse_model, write_tiny_model
 
+from core.engine import ChatEvent, EngineCrashed, Fallback, LoadResult
+from core.fit import Plan, make_plan
 from core.hardware import Hardware
-from core.settings import AppSettings
+from core.placement import Placement
+from core.sampling import SamplingSettings
+from core.settings import AppSettings, settings_path
 from core.units import GiB
 from gui.library import Role
 from gui.load_panel import LoadPanel
 from gui.mainwindow import MainWindow
+from gui.notify import notifier
 from gui.workers import wait_all
 
 # The machine the tests plan for: no real GPU is needed, a what-if 16 GiB card with plenty of RAM.
@@ -40,7 +50,93 @@ def _wait_plan(qtbot, w: MainWindow, path: str | None = None, timeout: int = 600
 @pytest.fixture(autouse=True)
 def _drain_workers():  # type: ignore[no-untyped-def]
     yield
+    for fake in _fakes:  # a failing test must not leave a fake blocked on the engine thread
+        fake.release.set()
+        fake.stop()
+    _fakes.clear()
     wait_all(60000)
+
+
+@pytest.fixture
+def messages() -> Iterator[list[tuple[str, str]]]:
+    """Everything the notifier says during a test, as (level, text)."""
+    seen: list[tuple[str, str]] = []
+
+    def record(level: str, text: str) -> None:
+        seen.append((level, text))
+
+    notifier().message.connect(record)
+    yield seen
+    notifier().message.disconnect(record)
+
+
+class FakeEngine:
+    """Stands in for core.engine.Engine in the window's unit tests (the real one is tested with the demo
+    model below). ``load`` waits for ``release`` (set by default) and reports the plan's own numbers as
+    measured, or those of ``fallback(plan)`` as a fallback would; ``chat`` streams ``reply`` one character
+    a token, waiting after the first for ``stop()`` when ``block_chat``, or raises ``chat_error``;
+    ``unload`` raises ``unload_error``."""
+
+    def __init__(self, *, fallback: Callable[[Plan], Plan] | None = None, block_chat: bool = False,
+                 chat_error: Exception | None = None, unload_error: Exception | None = None) -> None:
+        self.fallback = fallback
+        self.block_chat = block_chat
+        self.chat_error = chat_error
+        self.unload_error = unload_error
+        self.release = threading.Event()
+        self.release.set()
+        self.loads: list[Plan] = []
+        self._stop = threading.Event()
+        _fakes.append(self)
+
+    def load(self, plan: Plan, progress: Callable[[float], None] | None = None,
+             cancel: threading.Event | None = None) -> LoadResult:
+        self.loads.append(plan)
+        self.release.wait(30)
+        got = self.fallback(plan) if self.fallback is not None else plan
+        placement = Placement(True, got.processor, got.gpu_layers, got.model.n_layer, got.gpu, got.host)
+        steps = (Fallback("fewer GPU layers", "out of memory", got.settings, got.gpu_layers, got.processor),) \
+            if got is not plan else ()
+        return LoadResult(placement, got.settings, steps, load_seconds=0.1, plan=got)
+
+    def chat(self, messages: list[dict[str, str]], sampling: SamplingSettings) -> Iterator[ChatEvent]:
+        self._stop.clear()
+        if self.chat_error is not None:
+            raise self.chat_error
+        yield ChatEvent("token", "o")
+        if self.block_chat:
+            self._stop.wait(30)
+        if not self._stop.is_set():
+            yield ChatEvent("token", "k")
+        yield ChatEvent("done", tokens=2, finish_reason="stopped" if self._stop.is_set() else "stop")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def unload(self) -> None:
+        if self.unload_error is not None:
+            raise self.unload_error
+
+    def close(self) -> None:
+        pass
+
+
+_fakes: list[FakeEngine] = []
+
+
+def _fake_window(qtbot, tmp_path: Path, engine: FakeEngine) -> tuple[MainWindow, str]:  # type: ignore[no-untyped-def]
+    """A window with the tiny model picked (a 16 GiB what-if card: all 4 blocks + output fit) and ``engine``."""
+    model = str(write_tiny_model(tmp_path / "tiny-chat.gguf"))
+    w = _window(qtbot, engine_factory=lambda: engine, prefetch=False)
+    w.library.add_files([model])
+    w.library.select_path(model)
+    _wait_plan(qtbot, w, model)
+    return w, model
+
+
+def _load(qtbot, w: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    with qtbot.waitSignal(w.loaded, timeout=30000):
+        w.load_action.trigger()
 
 
 def f16_kv_bytes(info, n_ctx: int) -> int:  # type: ignore[no-untyped-def]
@@ -275,3 +371,136 @@ def test_dropping_a_gguf_on_the_window_adds_it_to_the_library(qtbot, tmp_path: P
     assert ev.isAccepted()
     assert str(model) in w.library.files and not any(f.endswith(".txt") for f in w.library.files)
     qtbot.waitUntil(lambda: w.library.model.row_of(str(model)) >= 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# The window's engine handling, with a fake engine (the real one: the slow tests above and below)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_an_engine_crash_mid_chat_unloads_the_window(qtbot, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                      messages: list[tuple[str, str]]) -> None:
+    engine = FakeEngine(chat_error=EngineCrashed("the engine process was killed (SIGKILL)"))
+    w, _model = _fake_window(qtbot, tmp_path, engine)
+    _load(qtbot, w)
+    assert w.load_result is not None and w.meter.state.source == "measured"
+    with qtbot.waitSignal(w.unloaded, timeout=10000):
+        w.chat_panel.input.setPlainText("hello?")
+        assert w.chat_panel.send()
+    qtbot.waitUntil(lambda: not w.chat_panel.is_streaming, timeout=10000)
+    assert w.load_result is None and w.loaded_plan is None
+    assert w.engine_state.text() == "No model loaded"
+    assert w.load_action.isEnabled() and not w.unload_action.isEnabled()
+    assert not w.chat_panel.send_button.isEnabled()
+    assert w.meter.state.source == "plan"
+    assert ("error", "Chat: the engine process was killed (SIGKILL)") in messages
+    # the next load works
+    engine.chat_error = None
+    _load(qtbot, w)
+    assert w.load_result is not None and w.chat_panel.send_button.isEnabled()
+    assert len(engine.loads) == 2
+
+
+def test_export_after_a_fallback_writes_the_layers_that_loaded(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    def two_layers(plan: Plan) -> Plan:  # the fallback ladder settled on 2 GPU layers
+        return make_plan(plan.model, plan.settings.with_(n_gpu_layers=2), plan.hardware, plan.headroom)
+
+    w, _model = _fake_window(qtbot, tmp_path, FakeEngine(fallback=two_layers))
+    assert w.plan.gpu_layers == 5  # asked for: 4 blocks + the output layer on the 16 GiB card
+    _load(qtbot, w)
+    assert w.loaded_plan is not None and w.loaded_plan.gpu_layers == 2
+    assert w.meter.state.gpu_layers == 2
+    w.export_modelfile()
+    text = w.export_dialog.modelfile_text()
+    w.export_dialog.close()
+    assert "PARAMETER num_gpu 2" in text and "PARAMETER num_gpu 5" not in text
+
+
+def test_changing_the_form_during_a_load_keeps_the_estimate(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    engine = FakeEngine()
+    engine.release.clear()
+    w, _model = _fake_window(qtbot, tmp_path, engine)
+    asked_ctx = w.plan.settings.n_ctx
+    w.load_action.trigger()
+    qtbot.waitUntil(lambda: len(engine.loads) == 1, timeout=10000)
+    w.load_panel.ctx_spin.setValue(asked_ctx // 2)  # changed while the model loads
+    qtbot.waitUntil(lambda: w.plan is not None and w.plan.settings.n_ctx == asked_ctx // 2)
+    with qtbot.waitSignal(w.loaded, timeout=30000):
+        engine.release.set()
+    assert w.meter.state.source == "plan"  # not the measurement of the other context
+    assert w.load_result is not None and w.unload_action.isEnabled()
+    # back to what was loaded: now the measurement is shown
+    w.load_panel.ctx_spin.setValue(asked_ctx)
+    qtbot.waitUntil(lambda: w.meter.state.source == "measured")
+
+
+def test_load_is_disabled_while_a_reply_streams(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    engine = FakeEngine(block_chat=True)
+    w, _model = _fake_window(qtbot, tmp_path, engine)
+    _load(qtbot, w)
+    assert w.load_action.isEnabled()
+    w.chat_panel.input.setPlainText("tell me a story")
+    assert w.chat_panel.send()
+    qtbot.waitUntil(lambda: w.chat_panel.transcript.streaming_text() == "o", timeout=10000)
+    assert not w.load_action.isEnabled()
+    w.load_model()  # the shortcut, or a caller, can't start one either
+    assert len(engine.loads) == 1
+    w.chat_panel.stop()
+    qtbot.waitUntil(lambda: not w.chat_panel.is_streaming, timeout=10000)
+    assert w.load_action.isEnabled()
+
+
+def test_a_failed_unload_is_reported_and_the_window_recovers(qtbot, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                             messages: list[tuple[str, str]]) -> None:
+    engine = FakeEngine(unload_error=OSError("the engine did not answer"))
+    w, _model = _fake_window(qtbot, tmp_path, engine)
+    _load(qtbot, w)
+    with qtbot.waitSignal(w.unloaded, timeout=10000):
+        w.unload_action.trigger()
+    assert w.engine_state.text() == "No model loaded"
+    assert w.load_action.isEnabled() and not w.unload_action.isEnabled()
+    assert any(level == "error" and text.startswith("Unloading the model:") and "did not answer" in text
+               for level, text in messages)
+    engine.unload_error = None
+    _load(qtbot, w)  # loading again works
+    assert w.load_result is not None
+
+
+@pytest.mark.filterwarnings("ignore:libshiboken. Overflow:RuntimeWarning")  # the value we feed Qt
+def test_unusable_saved_settings_are_reported_not_fatal(qtbot, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                        messages: list[tuple[str, str]]) -> None:
+    path = settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the right JSON types, but a context no spin box can hold (2**40 overflows Qt's 32-bit int)
+    path.write_text(json.dumps({"load_settings": {"n_ctx": 2**40}, "headroom_mib": 1024,
+                                "hardware_choice": "rtx3060"}), encoding="utf-8")
+    w = _window(qtbot)
+    _wait_plan(qtbot, w)
+    assert any(level == "warning" and "load settings" in text for level, text in messages)
+    # the other remembered values are still restored
+    assert w.load_panel.headroom() == 1 * GiB
+    assert w.load_panel.hardware_choice() == "rtx3060"
+
+
+@pytest.mark.slow
+def test_killing_the_real_engine_mid_chat_unloads_the_window(qtbot, demo_model: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("llama_cpp")
+    w = _window(qtbot, hardware=CPU_MACHINE)
+    _wait_plan(qtbot, w, str(demo_model))
+    w.load_panel.ctx_spin.setValue(512)
+    qtbot.waitUntil(lambda: w.plan is not None and w.plan.settings.n_ctx == 512)
+    with qtbot.waitSignal(w.loaded, timeout=180000):
+        w.load_action.trigger()
+    pid = w._engine.child_pid if w._engine is not None else None
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    with qtbot.waitSignal(w.unloaded, timeout=60000):
+        w.chat_panel.input.setPlainText("Are you there?")
+        assert w.chat_panel.send()
+    qtbot.waitUntil(lambda: not w.chat_panel.is_streaming, timeout=60000)
+    assert w.load_result is None and w.engine_state.text() == "No model loaded"
+    assert w.load_action.isEnabled() and not w.unload_action.isEnabled()
+    with qtbot.waitSignal(w.loaded, timeout=180000):
+        w.load_action.trigger()
+    assert w.load_result is not None and w.meter.state.source == "measured"
+    assert w._engine.child_pid not in (None, pid)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from gguf_factory import write_tiny_model
 from PySide6.QtCore import Qt
 
 from core.gguf_info import read_model_info
 from core.library import LibraryEntry
-from gui.library import ModelListModel, Role
+from gui.library import LibraryPanel, ModelListModel, Role
 from gui.load_panel import context_stops
 from gui.tradeoff import TradeoffPoint, spill_context, sweep_values
 
@@ -71,3 +72,36 @@ def test_sweep_values_and_spill_point() -> None:
            for c, layers in ((512, 65), (1024, 65), (2048, 40), (4096, 20))]
     assert spill_context(pts) == 2048
     assert spill_context(pts[:2]) is None
+
+
+def test_a_finished_download_loses_its_truncated_error(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    full = write_tiny_model(tmp_path / "whole.gguf").read_bytes()
+    path = tmp_path / "downloading.gguf"
+    path.write_bytes(full[: len(full) // 2])  # half a download: the tensor data runs past the end
+    panel = LibraryPanel(files=[str(path)], prefetch=False)
+    qtbot.addWidget(panel)
+    failed: list[tuple[str, str]] = []
+    chosen: list[object] = []
+    panel.model_failed.connect(lambda p, e: failed.append((p, e)))
+    panel.model_chosen.connect(chosen.append)
+    panel.select_path(str(path))
+    panel.refresh()
+    qtbot.waitUntil(lambda: bool(failed), timeout=30000)
+    assert panel.model.error_of(str(path))
+    assert not chosen
+
+    path.write_bytes(full)  # the download completes at the same path
+    panel.refresh()
+    qtbot.waitUntil(lambda: bool(chosen), timeout=30000)
+    assert panel.model.error_of(str(path)) is None
+    info = panel.model.info_of(str(path))
+    assert info is not None and info.n_layer == 4  # gguf_factory's default shape
+    assert len(failed) == 1
+
+
+@pytest.fixture(autouse=True)
+def _drain_workers():  # type: ignore[no-untyped-def]
+    yield
+    from gui.workers import wait_all
+
+    wait_all(60000)

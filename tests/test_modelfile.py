@@ -510,6 +510,7 @@ def test_relative_from_is_refused_and_template_with_triple_quotes(model: Path) -
 def test_write_modelfile_and_read_back(model: Path, tmp_path: Path) -> None:
     spec = _tuned_spec(model)
     out = tmp_path / "out" / "Modelfile"
+    out.parent.mkdir()  # the user picks an existing folder; a typo is refused
     write_modelfile(out, spec)
     assert read_modelfile(out) == spec
     assert not [p for p in out.parent.iterdir() if p.name != "Modelfile"]  # no temp file left

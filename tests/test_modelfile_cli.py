@@ -16,6 +16,7 @@ TINY_LAYERS = 4 + 1
 
 def test_writes_a_modelfile_that_reads_back(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "sub" / "Modelfile"
+    out.parent.mkdir()  # the user picks an existing folder; a typo is refused
     system = 'You are "terse".\nAnswer in one line.'
     rc = main(["modelfile", str(tiny_model), "--vram", "16GiB", "--ctx", "1024", "--kv-type", "q8_0",
                "--temperature", "0.3", "--top-k", "9", "--seed", "11", "--num-predict", "64",
@@ -66,3 +67,11 @@ def test_errors_are_one_line_and_nothing_is_written(tiny_model: Path, tmp_path: 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not out.exists()
+
+
+def test_output_in_a_missing_folder_is_refused_and_creates_nothing(tiny_model: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "typo" / "Modelfile"
+    assert main(["modelfile", str(tiny_model), "--vram", "16GiB", "-o", str(out)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not out.parent.exists()

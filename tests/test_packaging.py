@@ -6,6 +6,8 @@ import configparser
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -70,3 +72,17 @@ def test_gui_launcher_starts_the_window_from_any_folder(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     assert shot.stat().st_size > 10_000  # a real picture of the window, not an empty file
     assert (tmp_path / "c" / "settings.json").exists()  # the window saved its settings on close
+
+
+def test_install_desktop_puts_an_entry_in_the_applications_menu(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    mod = _load(ROOT / "packaging" / "install_desktop.py")
+    monkeypatch.setattr(mod.sys, "executable", sys.executable)
+    assert mod.main() == 0
+    entry = tmp_path / "applications" / "layerfit.desktop"
+    text = entry.read_text()
+    assert "layerfit-gui" in text and str(ROOT / "resources" / "layerfit.png") in text
+    assert entry.stat().st_mode & 0o111  # launchable

@@ -53,10 +53,10 @@ def test_tiny_model_in_process_with_options(tmp_path: Path, capsys: pytest.Captu
     assert obj["placement"]["measured"] is True
 
 
-def test_missing_model_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_model_is_a_plain_error(capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["run", "/nonexistent/model.gguf", "--prompt", "hi"])
     _, err = capsys.readouterr()
-    assert rc == 2
+    assert rc == 1  # like plan and modelfile: a failure, not a usage error
     assert "no such model file" in err
     assert "Traceback" not in err
 

@@ -61,3 +61,13 @@ def test_a_real_cpu_chat_records_measured_over_predicted(demo_model: Path) -> No
     fill = int(done.extra.get("prompt_tokens", 0)) + done.tokens // 2
     predicted = predict_tps(info, plan.settings, 0, SpeedModel.for_hardware(CPU_ONLY, learned=False), kv_fill=fill)
     assert ratio == pytest.approx(done.tokens_per_second / predicted, rel=1e-6)
+
+
+def test_a_damaged_store_is_kept_aside_not_silently_replaced(tmp_path: Path) -> None:
+    store = tmp_path / "calibration.json"
+    store.write_text("{half a file")
+    assert calibration.overhead_correction("GPU|1", store) == 0  # reading copes
+    calibration.record("GPU|1", calibration.DeviceMemory(weights=100), 164, store)
+    kept = list(tmp_path.glob("calibration.json.bad-*"))
+    assert len(kept) == 1 and kept[0].read_text() == "{half a file"
+    assert calibration.overhead_correction("GPU|1", store) == 64

@@ -10,27 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from core.cli import CliError, plan_inputs
+from core.cli import CliError, plan_inputs, sampling_from_args
 from core.fit import Plan, make_plan
 from core.gguf_info import read_model_info
 from core.modelfile import ModelfileError, export_modelfile, spec_from
-from core.sampling import SamplingSettings
 from core.units import fmt_bytes
-
-
-def sampling_from_args(args: argparse.Namespace) -> SamplingSettings:
-    """LayerFit's default sampling with the command-line overrides applied."""
-    changes: dict[str, object] = {}
-    for option, name in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
-                         ("min_p", "min_p"), ("repeat_penalty", "repeat_penalty"), ("seed", "seed"),
-                         ("num_predict", "max_tokens"), ("repeat_last_n", "repeat_last_n"),
-                         ("system", "system")):
-        value = getattr(args, option, None)
-        if value is not None:
-            changes[name] = value
-    if getattr(args, "stop", None):
-        changes["stop"] = tuple(args.stop)
-    return SamplingSettings().with_(**changes)
 
 
 def plan_notes(plan: Plan, auto_gpu: bool) -> list[str]:

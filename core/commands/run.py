@@ -16,36 +16,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from core.cli import CliError, plan_inputs
+from core.cli import CliError, plan_inputs, sampling_from_args
 from core.engine import Engine
 from core.fit import Plan
-from core.sampling import SamplingSettings
-
-
-def sampling_from_args(args: argparse.Namespace) -> SamplingSettings:
-    """SamplingSettings from the sampling options; unset options keep the defaults."""
-    s = SamplingSettings()
-    changes: dict[str, Any] = {}
-    for opt, name in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
-                      ("min_p", "min_p"), ("repeat_penalty", "repeat_penalty"), ("seed", "seed"),
-                      ("max_tokens", "max_tokens"), ("system", "system")):
-        v = getattr(args, opt, None)
-        if v is not None:
-            changes[name] = v
-    if getattr(args, "stop", None):
-        changes["stop"] = tuple(args.stop)
-    if changes.get("max_tokens", 1) < 1:
-        raise CliError("--max-tokens must be at least 1", 2)
-    return s.with_(**changes)
 
 
 def _model_path(args: argparse.Namespace) -> Path:
     if args.model:
         p = Path(args.model).expanduser()
         if not p.is_file():
-            raise CliError(f"no such model file: {args.model}", 2)
+            raise CliError(f"no such model file: {args.model}")
         return p.resolve()
     from core.demo import DemoModelMissing, demo_model_path
 
