@@ -421,6 +421,8 @@ class Engine:
                 if progress is not None:
                     progress(float(msg[1]))
             elif kind == "loaded":
+                if cancel_at is not None:  # it finished just as the user cancelled: honour the cancel
+                    return "cancelled", dict(msg[1])
                 if progress is not None:
                     progress(1.0)
                 return "loaded", dict(msg[1])
