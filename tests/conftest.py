@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,19 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from gguf_factory import write_tiny_model
 
     return write_tiny_model(tmp_path_factory.mktemp("models") / "tiny.gguf")
+
+
+@pytest.fixture
+def messages() -> Iterator[list[tuple[str, str]]]:
+    """Everything the GUI's notifier says during a test, as (level, text). (Qt is imported only here,
+    so core tests never load it.)"""
+    from gui.notify import notifier
+
+    seen: list[tuple[str, str]] = []
+
+    def record(level: str, text: str) -> None:
+        seen.append((level, text))
+
+    notifier().message.connect(record)
+    yield seen
+    notifier().message.disconnect(record)

@@ -27,7 +27,6 @@ from core.settings import AppSettings
 from gui.chat_list_model import ChatListModel, ChatListRole
 from gui.chat_model import TranscriptModel, TranscriptRole
 from gui.chat_panel import ChatPanel
-from gui.notify import notifier
 from gui.workers import engine_pool
 
 MODEL = "/models/fake-model.gguf"
@@ -83,19 +82,6 @@ def _no_stream_outlives_its_test() -> Iterator[None]:
         fake.stop()
     _fakes.clear()
     assert engine_pool().waitForDone(10_000)
-
-
-@pytest.fixture
-def messages() -> Iterator[list[tuple[str, str]]]:
-    """Everything the notifier says during a test, as (level, text)."""
-    seen: list[tuple[str, str]] = []
-
-    def record(level: str, text: str) -> None:
-        seen.append((level, text))
-
-    notifier().message.connect(record)
-    yield seen
-    notifier().message.disconnect(record)
 
 
 def _panel(qtbot: Any, engine: Any | None, loaded: bool = True) -> ChatPanel:

@@ -57,19 +57,6 @@ def _drain_workers():  # type: ignore[no-untyped-def]
     wait_all(60000)
 
 
-@pytest.fixture
-def messages() -> Iterator[list[tuple[str, str]]]:
-    """Everything the notifier says during a test, as (level, text)."""
-    seen: list[tuple[str, str]] = []
-
-    def record(level: str, text: str) -> None:
-        seen.append((level, text))
-
-    notifier().message.connect(record)
-    yield seen
-    notifier().message.disconnect(record)
-
-
 class FakeEngine:
     """Stands in for core.engine.Engine in the window's unit tests (the real one is tested with the demo
     model below). ``load`` waits for ``release`` (set by default) and reports the plan's own numbers as
@@ -341,7 +328,6 @@ def test_export_then_import_modelfile_round_trips_through_the_window(qtbot, tmp_
 
 
 def test_importing_a_broken_modelfile_reports_the_line_and_changes_nothing(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from gui.notify import notifier
 
     w = _window(qtbot)
     _wait_plan(qtbot, w)
