@@ -25,7 +25,7 @@ WANT_BUILD := $(shell \
 .PHONY: run test setup llama demo clean-venv install-desktop freeze lint bench
 
 run: setup
-	$(VPY) -m core
+	$(VPY) -m gui
 
 test: setup
 	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q

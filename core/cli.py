@@ -1,4 +1,5 @@
-"""The `layerfit` command. No argument opens the GUI; subcommands follow DESIGN.md's contract.
+"""The `layerfit` subcommands, as DESIGN.md's contract gives them (gui/launch.py opens the app when there
+are none).
 
 Argument parsing lives here, once, so every subcommand reads plan options the same way; each
 subcommand's body lives in ``core/commands/<name>.py``. Errors end as one plain line on stderr and a
@@ -222,9 +223,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in (None, "gui"):
-        from gui.app import main as gui_main  # the GUI package, imported only when asked for
-
-        return gui_main([])
+        # The app itself starts from the `layerfit` launcher (gui/launch.py): core never imports the GUI.
+        parser.print_help(sys.stderr)
+        print("\nTo open the app, run `layerfit` (or `python -m gui`) with no command.", file=sys.stderr)
+        return 0 if args.command is None else 2
     try:
         if args.command == "plan":
             from core.commands.plan import run as cmd

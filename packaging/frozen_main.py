@@ -5,6 +5,6 @@ import sys
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # the engine's child process re-enters here in a frozen build
-    from core.cli import main
+    from gui.launch import main
 
     sys.exit(main())

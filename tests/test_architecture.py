@@ -27,8 +27,7 @@ def test_no_core_module_imports_qt_or_gui() -> None:
     for py in sorted((ROOT / "core").rglob("*.py")):
         for name in _imports(py):
             top = name.split(".")[0]
-            # core/cli.py may start the GUI on request, lazily inside main(); nothing else may.
-            if top in FORBIDDEN and not (py.name == "cli.py" and name == "gui.app"):
+            if top in FORBIDDEN:
                 offenders.append(f"{py.relative_to(ROOT)} imports {name}")
     assert offenders == []
 

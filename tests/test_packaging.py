@@ -34,7 +34,7 @@ def test_desktop_entry_is_valid_and_points_at_the_gui(tmp_path: Path) -> None:
 
 def test_launchers_exist_and_start_the_gui_entry_point() -> None:
     pyw = (ROOT / "packaging" / "windows" / "LayerFit.pyw").read_text()
-    assert "pythonw" in pyw and "core" in pyw
+    assert "pythonw" in pyw and "gui.launch" in pyw
     cmd = ROOT / "packaging" / "macos" / "LayerFit.command"
     assert cmd.stat().st_mode & 0o111, "the .command must be executable to double-click"
     assert "make run" in cmd.read_text()
@@ -52,8 +52,8 @@ def test_gui_script_is_declared() -> None:
     import tomllib
 
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert meta["scripts"]["layerfit"] == "core.cli:main"
-    assert meta["gui-scripts"]["layerfit-gui"].startswith("gui.")
+    assert meta["scripts"]["layerfit"] == "gui.launch:main"  # no argument: the app; else core.cli
+    assert meta["gui-scripts"]["layerfit-gui"] == "gui.launch:main"
 
 
 def test_gui_launcher_starts_the_window_from_any_folder(tmp_path: Path) -> None:
@@ -86,3 +86,18 @@ def test_install_desktop_puts_an_entry_in_the_applications_menu(tmp_path: Path,
     text = entry.read_text()
     assert "layerfit-gui" in text and str(ROOT / "resources" / "layerfit.png") in text
     assert entry.stat().st_mode & 0o111  # launchable
+
+
+def test_the_layerfit_command_routes_subcommands_to_the_core_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    from gui.launch import main
+
+    assert main(["doctor", "--json"]) == 0  # a subcommand: core.cli, no window
+    assert '"findings"' in capsys.readouterr().out
+
+
+def test_python_m_core_without_a_command_explains_how_to_open_the_app() -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "core"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "layerfit" in r.stderr and "plan" in r.stderr

@@ -14,11 +14,11 @@ venv_pyw = ROOT / ".venv" / "Scripts" / "pythonw.exe"
 
 if venv_pyw.exists() and Path(sys.executable).resolve() != venv_pyw.resolve():
     flags = getattr(subprocess, "CREATE_NO_WINDOW", 0)
-    subprocess.Popen([str(venv_pyw), "-m", "core"], cwd=ROOT, creationflags=flags)
+    subprocess.Popen([str(venv_pyw), "-m", "gui"], cwd=ROOT, creationflags=flags)
     sys.exit(0)
 
 sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
-from core.cli import main  # noqa: E402
+from gui.launch import main  # noqa: E402
 
 sys.exit(main([]))

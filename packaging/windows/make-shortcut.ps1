@@ -3,7 +3,7 @@ $root = Resolve-Path "$PSScriptRoot\..\.."
 $shell = New-Object -ComObject WScript.Shell
 $lnk = $shell.CreateShortcut("$([Environment]::GetFolderPath('Desktop'))\LayerFit.lnk")
 $lnk.TargetPath = "$root\.venv\Scripts\pythonw.exe"
-$lnk.Arguments = "-m core"
+$lnk.Arguments = "-m gui"
 $lnk.WorkingDirectory = "$root"
 $lnk.IconLocation = "$root\resources\layerfit.ico"
 $lnk.Save()
