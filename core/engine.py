@@ -35,7 +35,7 @@ from typing import Any
 
 from core import calibration
 from core.fit import Plan, cpu_only_plan, ladder_steps
-from core.hardware import cpu_key
+from core.hardware import cpu_key, nvml_used
 from core.llama_log import parse_log, placement_from_log
 from core.loadsettings import LoadSettings
 from core.placement import Placement
@@ -354,7 +354,7 @@ class Engine:
             t_start = time.perf_counter()
             while True:
                 tried.add(_plan_key(current))
-                base = _nvml_used() if current.gpu_layers > 0 else None
+                base = _nvml_used(current) if current.gpu_layers > 0 else None
                 child = self._start_child(_visible_device(current))
                 self._child = child
                 if current.gpu_layers > 0 and not child.hello.get("gpu_offload"):
@@ -436,7 +436,7 @@ class Engine:
                 fallbacks: tuple[Fallback, ...], t_start: float, gpu_offload: bool) -> LoadResult:
         nvml_delta = None
         if base is not None:
-            after = _nvml_used()
+            after = _nvml_used(loaded)
             nvml_delta = after - base if after is not None else None
         gpu = loaded.hardware.gpu if loaded.hardware is not None else None
         lines = info.get("log") or []
@@ -546,12 +546,13 @@ class Engine:
         with self._lock:
             if self._child is None:
                 return None
+            loaded_plan = self._loaded.plan if self._loaded is not None else None
             on_gpu = self._loaded is not None and self._loaded.placement.gpu_layers > 0
-            before = _nvml_used() if on_gpu else None
+            before = _nvml_used(loaded_plan) if on_gpu else None
             self._drop_child()
             if before is None:
                 return None
-            after = _nvml_used()
+            after = _nvml_used(loaded_plan)
             return before - after if after is not None else None
 
     def close(self) -> None:
@@ -596,13 +597,10 @@ def _flash(plan: Plan) -> bool:
     return bool(plan.flash_attn)
 
 
-def _nvml_used() -> int | None:
-    try:
-        from core.hardware import nvml_used
-
-        return nvml_used(0)
-    except Exception:
-        return None
+def _nvml_used(plan: Plan | None) -> int | None:
+    """NVML "used" on the GPU the plan is for (the one the engine is pinned to); None without NVML."""
+    gpu = plan.hardware.gpu if plan is not None and plan.hardware is not None else None
+    return nvml_used(gpu.index if gpu is not None else 0)
 
 
 def _record_calibration(gpu_key: str, plan: Plan, placement: Placement) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from core.calibration import overhead_correction
 from core.gguf_info import ModelInfo
 from core.hardware import Hardware
 from core.loadsettings import KV_TYPES, LoadSettings
@@ -112,12 +113,7 @@ def gpu_overhead_for(hardware: Hardware) -> GpuOverhead:
     g = hardware.gpu
     if g is None or g.what_if:
         return DEFAULT_OVERHEAD
-    try:
-        from core.calibration import overhead_correction
-
-        return replace(DEFAULT_OVERHEAD, correction=overhead_correction(g.key))
-    except Exception:  # a broken store must never stop planning
-        return DEFAULT_OVERHEAD
+    return replace(DEFAULT_OVERHEAD, correction=overhead_correction(g.key))  # a damaged store reads as empty
 
 
 def _context(model: ModelInfo, hardware: Hardware, headroom: int) -> _Ctx:

@@ -8,6 +8,7 @@ a fake module to ``probe(nvml=...)``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 from dataclasses import dataclass, field, replace
@@ -135,8 +136,12 @@ def probe_ram_only() -> Hardware:
     return Hardware((), vm.total, vm.available, os.cpu_count() or 1)
 
 
+@functools.cache
 def cpu_key() -> str:
-    """This CPU's model name and thread count: the identity for learned decode speeds."""
+    """This CPU's model name and thread count: the identity for learned decode speeds.
+
+    Cached: every plan asks (the live slider), and the CPU doesn't change while LayerFit runs.
+    """
     name = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
