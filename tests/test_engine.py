@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import llama_cpp
 import pytest
 from gguf_factory import Shape, write_tiny_model
 
+from core.buildinfo import cuda_compiled
 from core.demo import demo_model_path
 from core.engine import ChatEvent, Engine, EngineCrashed, EngineError, LoadCancelled, cpu_only, crash_message
 from core.fit import Plan
@@ -302,7 +302,7 @@ def test_cpu_only_build_goes_straight_to_cpu_and_says_why(tiny: Path) -> None:
     with Engine() as engine:
         r = engine.load(make_plan(tiny, gpu_layers=5))
         r0 = engine.load(make_plan(tiny, gpu_layers=0))
-    if llama_cpp.llama_supports_gpu_offload():  # a CUDA build answers the plan as asked
+    if cuda_compiled():  # a CUDA build answers the plan as asked
         assert r.fallbacks == ()
     else:
         assert [(f.step, f.gpu_layers, f.processor) for f in r.fallbacks] == [("CPU only", 0, "100% CPU")]

@@ -21,5 +21,9 @@ def run(args: argparse.Namespace) -> int:
             if f.action:
                 print(f"  {'':<{width}}  → {f.action}")
         n = report_dict(findings)["problems"]
-        print("\nAll good." if n == 0 else f"\n{n} thing(s) to look at (see → above).")
+        ran = any(f.topic == "Decode check" and f.status == "ok" for f in findings)
+        if n == 0 and ran:
+            print("\nAll good: a model really ran here.")
+        else:
+            print(f"\n{max(n, 1)} thing(s) to look at (see → above).")
     return 1 if any(f.status == "fail" for f in findings) else 0
