@@ -30,7 +30,7 @@ WANT_BUILD := $(shell \
   else echo cpu; fi)
 WANT_SIG := $(WANT_BUILD) noamx rpc
 
-.PHONY: run test setup llama proof rebuild-llama demo clean-venv install-desktop freeze lint bench
+.PHONY: run test setup llama proof rebuild-llama portable-llama demo clean-venv install-desktop freeze lint bench
 
 run: setup
 	$(VPY) -m gui
@@ -94,9 +94,41 @@ proof: | $(VPY)
 install-desktop: setup
 	$(VPY) packaging/install_desktop.py
 
-# A frozen build (PyInstaller) in dist/LayerFit, with llama.cpp's shared libraries collected.
-freeze: setup
-	$(VPY) -m PyInstaller --noconfirm packaging/layerfit.spec
+# A frozen build (PyInstaller) in dist/LayerFit. It travels to other people's CPUs, so it does NOT bundle the
+# -march=native build of .venv: it bundles a portable llama.cpp built for runtime CPU dispatch
+# (GGML_NATIVE=OFF, GGML_BACKEND_DL=ON, GGML_CPU_ALL_VARIANTS=ON): one libggml-cpu-<variant>.so per CPU
+# generation, the best one picked at start by ggml_backend_load_all_from_path (core/backends.py). The
+# sapphirerapids variant is the only one with AMX and is left out (llama.cpp #20824).
+PORTABLE := build/llama-portable
+# every x86 variant llama.cpp defines (ggml/src/CMakeLists.txt) except sapphirerapids (AMX)
+X86_VARIANTS := x64 sse42 sandybridge ivybridge piledriver haswell skylakex cannonlake cascadelake icelake \
+                cooperlake zen4 alderlake
+portable-llama: | $(VPY)
+	@if [ -f $(PORTABLE)/lib/.complete ]; then exit 0; fi; \
+	echo ">>> Building a portable llama.cpp for the frozen app (every CPU variant; 20+ minutes on 2 cores)…"; \
+	src=$(PORTABLE)/src; rm -rf $$src; mkdir -p $$src; \
+	$(VPY) -m pip download -q --no-binary :all: --no-deps -d $$src "llama-cpp-python==$(LLAMA_CPP_VERSION)" || exit 1; \
+	tar xzf $$src/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C $$src || exit 1; \
+	cuda=$$([ "$(WANT_BUILD)" = "cuda" ] && echo ON || echo OFF); \
+	cmake -S $$src/llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp -B $(PORTABLE)/build -DCMAKE_BUILD_TYPE=Release \
+	  -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=ON -DGGML_CPU_ALL_VARIANTS=ON -DGGML_RPC=ON \
+	  -DGGML_CUDA=$$cuda -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
+	  -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DCMAKE_INSTALL_RPATH='$$ORIGIN' -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON \
+	  >/dev/null || exit 1; \
+	if uname -m | grep -Eq '^(x86_64|amd64)$$'; then \
+	  targets="llama ggml-rpc $$(for v in $(X86_VARIANTS); do printf 'ggml-cpu-%s ' $$v; done)"; \
+	  [ "$$cuda" = ON ] && targets="$$targets ggml-cuda"; \
+	  cmake --build $(PORTABLE)/build -j$$(nproc) --target $$targets || exit 1; \
+	else cmake --build $(PORTABLE)/build -j$$(nproc) || exit 1; fi; \
+	rm -rf $(PORTABLE)/lib; mkdir -p $(PORTABLE)/lib; cp -P $(PORTABLE)/build/bin/*.so* $(PORTABLE)/lib/; \
+	rm -f $(PORTABLE)/lib/*sapphirerapids*; touch $(PORTABLE)/lib/.complete; \
+	echo ">>> portable llama.cpp: $$(ls $(PORTABLE)/lib | grep -c 'ggml-cpu-') CPU variants in $(PORTABLE)/lib"
+
+freeze: setup portable-llama
+	LAYERFIT_LLAMA_LIBS=$(PORTABLE)/lib $(VPY) -m PyInstaller --noconfirm packaging/layerfit.spec
+	@echo ">>> Checking the frozen app: decode with the best CPU variant, then with the lowest one forced"
+	dist/LayerFit/LayerFit doctor
+	LAYERFIT_CPU_VARIANT=x64 dist/LayerFit/LayerFit doctor
 
 lint: setup
 	$(VPY) -m ruff check core gui tests benchmarks packaging

@@ -1,0 +1,40 @@
+"""Issue #11, GUI side: a llama.cpp crash (SIGSEGV) in the real engine child is explained in the window with the
+same words as the CLI (cause and what to do), the window stays usable, and the typed message is kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from test_gui_main import CPU_MACHINE, _wait_plan, _window
+
+from core.chats import ChatStore
+
+
+@pytest.mark.slow
+def test_a_segfaulting_engine_is_explained_and_the_chat_is_kept(  # type: ignore[no-untyped-def]
+        qtbot, demo_model: Path, messages: list[tuple[str, str]]) -> None:
+    w = _window(qtbot, hardware=CPU_MACHINE)
+    _wait_plan(qtbot, w, str(demo_model))
+    w.load_panel.ctx_spin.setValue(512)
+    qtbot.waitUntil(lambda: w.plan is not None and w.plan.settings.n_ctx == 512)
+    with qtbot.waitSignal(w.loaded, timeout=180000):
+        w.load_action.trigger()
+    pid = w._engine.child_pid if w._engine is not None else None
+    assert pid is not None
+    os.kill(pid, signal.SIGSEGV)  # what an AMX build does at the first decode
+    typed = "What is the capital of France?"
+    with qtbot.waitSignal(w.unloaded, timeout=60000):
+        w.chat_panel.input.setPlainText(typed)
+        assert w.chat_panel.send()
+    qtbot.waitUntil(lambda: not w.chat_panel.is_streaming, timeout=60000)
+    errors = [text for level, text in messages if level == "error"]
+    assert any("SIGSEGV" in t and "layerfit doctor" in t and "make rebuild-llama" in t for t in errors), errors
+    # the window is usable and nothing typed was lost: the message is in the chat, on disk too
+    assert w.load_action.isEnabled()
+    chat = w.chat_panel._chat
+    assert [m.content for m in chat.messages if m.role == "user"] == [typed]
+    saved = ChatStore().load(chat.id)
+    assert any(m.content == typed for m in saved.messages)
