@@ -155,25 +155,67 @@ def decode_finding(res: DecodeCheck | None, installed: bool) -> Finding:
                    "run `make rebuild-llama`, then `layerfit doctor` again")
 
 
-# The X11 libraries Qt's xcb platform plugin needs on top of what a desktop Debian already has.
-QT_SYSTEM_LIBS = {"libxcb-cursor.so.0": "libxcb-cursor0", "libxcb-icccm.so.4": "libxcb-icccm4"}
+# Debian packages for the libraries Qt's xcb platform plugin links against and a minimal Debian may lack.
+QT_SYSTEM_PACKAGES = {
+    "libxcb-cursor.so.0": "libxcb-cursor0", "libxcb-icccm.so.4": "libxcb-icccm4",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1", "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-render-util.so.0": "libxcb-render-util0", "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+    "libxkbcommon.so.0": "libxkbcommon0", "libxcb-xkb.so.1": "libxcb-xkb1", "libxcb-shape.so.0": "libxcb-shape0",
+    "libxcb-randr.so.0": "libxcb-randr0", "libxcb-xinerama.so.0": "libxcb-xinerama0",
+    "libxcb-sync.so.1": "libxcb-sync1", "libxcb-xfixes.so.0": "libxcb-xfixes0", "libxcb-shm.so.0": "libxcb-shm0",
+    "libxcb-render.so.0": "libxcb-render0", "libxcb-util.so.1": "libxcb-util1", "libX11-xcb.so.1": "libx11-xcb1",
+    "libEGL.so.1": "libegl1", "libGL.so.1": "libgl1", "libOpenGL.so.0": "libopengl0",
+    "libfontconfig.so.1": "libfontconfig1", "libdbus-1.so.3": "libdbus-1-3", "libglib-2.0.so.0": "libglib2.0-0",
+}
+
+
+def _qt_xcb_libraries() -> list[str]:
+    """The shared libraries Qt's xcb plugin (the X11 window) needs, as files in the PySide6 install."""
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("PySide6")
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    from pathlib import Path
+
+    qt = Path(next(iter(spec.submodule_search_locations))) / "Qt"
+    cands = [qt / "plugins" / "platforms" / "libqxcb.so", *sorted((qt / "lib").glob("libQt6XcbQpa.so*")),
+             *sorted((qt / "lib").glob("libQt6Gui.so*"))]
+    return [str(p) for p in cands if p.is_file()][:3]
+
+
+def missing_qt_libraries(ldd_output: str) -> list[str]:
+    """Sonames ``ldd`` reports as "not found"."""
+    out = []
+    for line in ldd_output.splitlines():
+        if "=> not found" in line:
+            name = line.strip().split()[0]
+            if name not in out:
+                out.append(name)
+    return out
 
 
 def qt_findings() -> list[Finding]:
-    """On Linux, the system libraries the window needs (Qt's xcb plugin won't start without them)."""
+    """On Linux, the system libraries the window needs: Qt's xcb plugin won't start without every one."""
     if not sys.platform.startswith("linux"):
         return []
-    import ctypes.util
-
-    missing = []
-    for soname, pkg in QT_SYSTEM_LIBS.items():
-        name = soname.split(".so")[0][3:]
-        if ctypes.util.find_library(name) is None:
-            missing.append(pkg)
+    libs = _qt_xcb_libraries()
+    ldd = shutil.which("ldd")
+    if not libs or not ldd:
+        return []
+    try:
+        out = subprocess.run([ldd, *libs], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    missing = missing_qt_libraries(out)
     if not missing:
         return [Finding("Qt libraries", "ok", "the X11 libraries the window needs are installed")]
+    pkgs = sorted({QT_SYSTEM_PACKAGES.get(m, m) for m in missing})
     return [Finding("Qt libraries", "warn", f"missing {', '.join(missing)}: the window can't open on X11 "
-                    "(the command line works)", f"sudo apt install {' '.join(missing)}")]
+                    "(the command line works)", f"sudo apt install {' '.join(pkgs)}")]
 
 
 def report_dict(findings: list[Finding]) -> dict[str, Any]:

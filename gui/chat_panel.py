@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSpinBox,
     QSplitter,
     QVBoxLayout,
@@ -199,6 +200,10 @@ class ChatPanel(QWidget):
         self.stats_label = QLabel()
         self.stats_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.stats_label.setAccessibleName("Reply speed")
+        # An error line can be long (a crash explains its cause and the fix): wrap it, never widen the column.
+        self.stats_label.setWordWrap(True)
+        self.stats_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.stats_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         self.input = QPlainTextEdit()
         self.input.setPlaceholderText("Type a message…  (Ctrl+Enter sends, Esc stops)")

@@ -217,3 +217,21 @@ def test_setup_proof_passes_here_and_fails_in_words_for_a_crashing_build(monkeyp
     assert selftest.main(["--setup"]) == 1
     err = capsys.readouterr().err
     assert "Set-up stopped" in err and "SIGSEGV" in err and "make rebuild-llama" in err
+
+
+def test_doctor_names_missing_qt_libraries_with_their_debian_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import doctor
+
+    ldd = ("/x/libqxcb.so:\n\tlibxcb-cursor.so.0 => not found\n\tlibc.so.6 => /lib/libc.so.6 (0x1)\n"
+           "/x/libQt6XcbQpa.so.6:\n\tlibxcb-cursor.so.0 => not found\n\tlibxcb-keysyms.so.1 => not found\n")
+    assert doctor.missing_qt_libraries(ldd) == ["libxcb-cursor.so.0", "libxcb-keysyms.so.1"]
+
+    class Done:
+        stdout = ldd
+
+    monkeypatch.setattr(doctor, "_qt_xcb_libraries", lambda: ["/x/libqxcb.so"])
+    monkeypatch.setattr(doctor.subprocess, "run", lambda *a, **k: Done())
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the X11 check is Linux only")
+    (f,) = doctor.qt_findings()
+    assert f.status == "warn" and f.action == "sudo apt install libxcb-cursor0 libxcb-keysyms1"
