@@ -125,7 +125,7 @@ portable-llama: | $(VPY)
 	echo ">>> portable llama.cpp: $$(ls $(PORTABLE)/lib | grep -c 'ggml-cpu-') CPU variants in $(PORTABLE)/lib"
 
 freeze: setup portable-llama
-	LAYERFIT_LLAMA_LIBS=$(PORTABLE)/lib $(VPY) -m PyInstaller --noconfirm packaging/layerfit.spec
+	LAYERFIT_LLAMA_LIBS=$(CURDIR)/$(PORTABLE)/lib $(VPY) -m PyInstaller --noconfirm packaging/layerfit.spec
 	@echo ">>> Checking the frozen app: decode with the best CPU variant, then with the lowest one forced"
 	dist/LayerFit/LayerFit doctor
 	LAYERFIT_CPU_VARIANT=x64 dist/LayerFit/LayerFit doctor
