@@ -42,6 +42,7 @@ from core.gguf_info import ModelInfo
 from core.hardware import Hardware, probe, probe_ram_only
 from core.loadsettings import LoadSettings
 from core.modelfile import ModelfileError, ModelfileSpec, read_modelfile
+from core.ollama import OllamaModel
 from core.settings import AppSettings
 from core.units import MiB
 from gui import theme
@@ -91,6 +92,7 @@ class MainWindow(QMainWindow):
         self._engine_factory = engine_factory or Engine
         self._engine: Engine | None = None
         self.model_info: ModelInfo | None = None
+        self.ollama_model: OllamaModel | None = None  # the Ollama model behind the selection, if any
         self.plan: Plan | None = None
         self.plan_inputs: PlanInputs | None = None
         self.load_result: LoadResult | None = None
@@ -253,6 +255,7 @@ class MainWindow(QMainWindow):
         # one channel for every message to the user
         notifier().message.connect(self._on_message)
         # library → model
+        self.library.ollama_chosen.connect(self._on_ollama_chosen)
         self.library.model_chosen.connect(self._on_model_chosen)
         self.library.model_failed.connect(self._on_model_failed)
         self.library.sources_changed.connect(self._schedule_save)
@@ -312,9 +315,19 @@ class MainWindow(QMainWindow):
                                          "card.", 10000)
         self._schedule_plan()
 
+    def _on_ollama_chosen(self, model: OllamaModel | None) -> None:
+        """The library says which Ollama model (if any) the next model_chosen is: remember it."""
+        self.ollama_model = model
+
     def _on_model_chosen(self, info: ModelInfo) -> None:
         self.model_info = info
         self.load_panel.set_model(info)
+        om = self.ollama_model if self.ollama_model is not None and self.ollama_model.path == info.path else None
+        if om is not None:
+            # An Ollama model starts from its own params (num_ctx, num_gpu, ...) and system prompt, the
+            # way Ollama would run it: its -max-context variant opens at its long context.
+            self.load_panel.set_settings(om.load_settings())
+            self.chat_panel.set_sampling(om.sampling())
         if self._restore_for is not None and info.path == self._restore_for:
             # a bad value was reported when the window opened; the defaults stay
             with contextlib.suppress(TypeError, ValueError, OverflowError):
@@ -322,15 +335,18 @@ class MainWindow(QMainWindow):
             self._restore_for = None
         if self._import_spec is not None and info.path == self._import_spec.from_path:
             self._apply_import()
-        self.model_title.setText(Path(info.path).stem)
+        self.model_title.setText(om.name if om is not None else Path(info.path).stem)
         self.model_title.setToolTip(f"name in the file: {info.name}" if info.name else "")
         facts = [info.arch, f"{theme.params(info.n_params)} parameters" if info.n_params else "",
                  info.file_type, theme.gib(info.file_size), f"{info.n_layer} layers",
                  f"trained context {theme.tokens(info.n_ctx_train)}" if info.n_ctx_train else "",
                  f"MoE {info.n_expert_used}/{info.n_expert} experts" if info.n_expert else "",
                  f"sliding window {info.sliding_window:,}" if info.sliding_window else ""]
+        if om is not None:
+            facts.insert(0, "Ollama model" + (f" (same blob as {', '.join(om.shared_with)})" if om.shared_with
+                                              else ""))
         self.model_facts.setText(" · ".join(x for x in facts if x))
-        self.setWindowTitle(f"LayerFit — {Path(info.path).name}")
+        self.setWindowTitle(f"LayerFit — {om.name if om is not None else Path(info.path).name}")
         self._schedule_plan()
         self._schedule_save()
         self._update_actions()
@@ -339,7 +355,7 @@ class MainWindow(QMainWindow):
         self.model_info = None
         self.plan = None
         self.plan_inputs = None
-        self.model_title.setText(Path(path).name)
+        self.model_title.setText(path.removeprefix("ollama:") if self.ollama_model else Path(path).name)
         self.model_facts.setText(f"<span style='color:{theme.BAD.name()}'>Can't use this file: "
                                  f"{error}</span>")
         self.meter.clear("This file can't be planned. Pick another model.")

@@ -1,0 +1,93 @@
+"""The library's Ollama section, offscreen: it lists a real store (tests/ollama_store_factory.py), and
+picking the derived model opens it at its own num_ctx 131072 with the reasons it doesn't fit a small card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ollama_store_factory import build_seed_store
+from PySide6.QtCore import Qt
+
+from core.hardware import Hardware
+from core.units import GiB
+from gui.library import Role
+from gui.mainwindow import MainWindow
+from gui.workers import wait_all
+
+SMALL_CARD = Hardware((), 64 * GiB, 60 * GiB, 8).with_vram(2 * GiB, name="Test GPU 2 GiB")
+
+
+@pytest.fixture
+def store(tmp_path: Path, demo_model: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "ollama" / "models"
+    build_seed_store(root, demo_model, tiny_model)
+    monkeypatch.setenv("OLLAMA_MODELS", str(root))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _drain_workers():  # type: ignore[no-untyped-def]
+    yield
+    wait_all(60000)
+
+
+def _window(qtbot) -> MainWindow:  # type: ignore[no-untyped-def]
+    w = MainWindow(hardware=SMALL_CARD, prefetch=False)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.library.model.row_of("ollama:smollm2:135m-max-context") >= 0, timeout=30000)
+    return w
+
+
+def _select(qtbot, w: MainWindow, name: str) -> None:  # type: ignore[no-untyped-def]
+    row = w.library.model.row_of("ollama:" + name)
+    w.library.view.setCurrentIndex(w.library.model.index(row, 0))
+    qtbot.waitUntil(lambda: w.plan is not None and w.model_info is not None and w.model_info.name == name
+                    and w.plan.model.name == name, timeout=60000)
+
+
+def test_ollama_section_lists_the_store(qtbot, store: Path) -> None:  # type: ignore[no-untyped-def]
+    w = _window(qtbot)
+    m = w.library.model
+    rows = [m.index(i, 0) for i in range(m.rowCount())]
+    ollama_rows = [ix for ix in rows if ix.data(Role.SOURCE) == "ollama"]
+    names = {ix.data() for ix in ollama_rows}
+    assert names == {"smollm2:135m", "smollm2:135m-max-context", "hf.co/someone/tiny-GGUF:Q8_0",
+                     "me/looker:latest", "notgguf:latest", "gone:latest", "broken:latest"}
+    # One caption above the section's first row, naming the store.
+    captions = [ix.data(Role.SECTION) for ix in rows if ix.data(Role.SECTION)]
+    assert len(captions) == 1 and captions[0].startswith("Ollama") and str(store) in captions[0]
+    assert ollama_rows[0].data(Role.SECTION) == captions[0]
+    # Broken entries are a line each; the others are not.
+    errors = {ix.data(): ix.data(Role.ERROR) for ix in ollama_rows if ix.data(Role.ERROR)}
+    assert set(errors) == {"notgguf:latest", "gone:latest", "broken:latest"}
+    derived = next(ix for ix in ollama_rows if ix.data() == "smollm2:135m-max-context")
+    assert "num_ctx 128K" in derived.data(Role.SUMMARY)
+    tooltip = m.data(derived, Qt.ItemDataRole.ToolTipRole)
+    assert "num_ctx 131072" in tooltip and "Same GGUF blob as smollm2:135m" in tooltip
+    assert "terse geography tutor" in tooltip
+    assert "from Ollama" in w.library.hint.text()
+
+
+def test_picking_the_derived_model_opens_at_128k_with_its_reasons(qtbot, store: Path) -> None:  # type: ignore[no-untyped-def]
+    w = _window(qtbot)
+    _select(qtbot, w, "smollm2:135m-max-context")
+    assert w.load_panel.settings().n_ctx == 131072
+    assert w.load_panel.ctx_spin.value() == 131072
+    plan = w.plan
+    assert plan is not None and plan.settings.n_ctx == 131072
+    assert not plan.fits_gpu and plan.gpu_layers < plan.n_layers_total
+    # The advice panel follows the plan one event-loop turn later.
+    qtbot.waitUntil(lambda: "131072" in w.advice.reasons.text().replace(",", ""), timeout=10000)
+    assert "beyond what the model was trained for" in w.advice.reasons.text()
+    qtbot.waitUntil(lambda: any(s.text.startswith("num_ctx") for s in w.advice.suggestions), timeout=10000)
+    assert w.model_title.text() == "smollm2:135m-max-context"
+    assert "Ollama model" in w.model_facts.text()
+    assert w.chat_panel.sampling().system == "You are a terse geography tutor."
+    assert w.chat_panel.sampling().temperature == pytest.approx(0.2)
+    # The base model shares the blob but not the params: it opens at LayerFit's default context.
+    _select(qtbot, w, "smollm2:135m")
+    assert w.load_panel.settings().n_ctx == 4096
+    assert w.plan is not None and w.plan.fits_gpu
+    assert w.chat_panel.sampling().system == ""
