@@ -576,7 +576,10 @@ class MainWindow(QMainWindow):
             notifier().info("Pick a model first: the Modelfile is written from its plan.")
             return
         plan = self.loaded_plan if self.load_result is not None and self.loaded_plan is not None else self.plan
-        dlg = ExportDialog(self.model_info, plan, self.chat_panel.sampling(), self.chat_panel.messages(), self)
+        om = self.ollama_model
+        source = om.name if om is not None and om.path == self.model_info.path else None
+        dlg = ExportDialog(self.model_info, plan, self.chat_panel.sampling(), self.chat_panel.messages(), self,
+                           ollama_source=source)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.open()
         self.export_dialog = dlg  # tests drive the open dialog

@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ollama_fake_server import FakeOllama, closed_port
 from ollama_store_factory import build_seed_store
 from PySide6.QtCore import Qt
 
 from core.hardware import Hardware
+from core.ollama_client import create_fields
 from core.units import GiB
 from gui.library import Role
 from gui.mainwindow import MainWindow
@@ -91,3 +93,56 @@ def test_picking_the_derived_model_opens_at_128k_with_its_reasons(qtbot, store: 
     assert w.load_panel.settings().n_ctx == 4096
     assert w.plan is not None and w.plan.fits_gpu
     assert w.chat_panel.sampling().system == ""
+
+
+def test_export_dialog_creates_the_tuned_model_in_ollama(qtbot, store: Path,  # type: ignore[no-untyped-def]
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeOllama()
+    monkeypatch.setenv("OLLAMA_HOST", fake.host)
+    try:
+        w = _window(qtbot)
+        _select(qtbot, w, "smollm2:135m-max-context")
+        w.export_modelfile()
+        dlg = w.export_dialog
+        assert dlg is not None and dlg.create_button.isVisible() and dlg.create_button.isEnabled()
+        assert dlg.name() == "smollm2:135m-max-context-layerfit"
+        dlg.create_button.click()
+        qtbot.waitUntil(lambda: dlg.created is not None, timeout=20000)
+        assert "Created smollm2:135m-max-context-layerfit" in dlg.status.text()
+        params, system = create_fields(dlg.modelfile_text())
+        assert params["num_ctx"] == 131072  # what the plan says, the same as the saved Modelfile
+        create = [b for _, p, b in fake.requests if p == "/api/create"]
+        assert create == [{"model": "smollm2:135m-max-context-layerfit", "from": "smollm2:135m-max-context",
+                           "stream": False, "parameters": params, "system": "You are a terse geography tutor."}]
+        assert [p for _, p, _ in fake.requests] == ["/api/create", "/api/tags"]
+        dlg.close()
+    finally:
+        fake.close()
+
+
+def test_create_with_ollama_down_is_one_line_in_the_dialog(qtbot, store: Path,  # type: ignore[no-untyped-def]
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", closed_port())
+    w = _window(qtbot)
+    _select(qtbot, w, "smollm2:135m")
+    w.export_modelfile()
+    dlg = w.export_dialog
+    assert dlg is not None
+    dlg.create_button.click()
+    qtbot.waitUntil(lambda: "Not created" in dlg.status.text(), timeout=20000)
+    assert "not running" in dlg.status.text() and dlg.created is None
+    assert dlg.create_button.isEnabled()  # try again once Ollama runs
+    assert dlg.modelfile_text().startswith("# Modelfile made by LayerFit")  # the Modelfile is still there
+    dlg.close()
+
+
+def test_no_create_button_for_a_plain_gguf(qtbot, store: Path) -> None:  # type: ignore[no-untyped-def]
+    w = _window(qtbot)
+    demo_row = next(i for i in range(w.library.model.rowCount())
+                    if w.library.model.index(i, 0).data(Role.SOURCE) == "demo")
+    w.library.view.setCurrentIndex(w.library.model.index(demo_row, 0))
+    qtbot.waitUntil(lambda: w.plan is not None and w.ollama_model is None
+                    and w.plan.model.name != "smollm2:135m", timeout=60000)
+    w.export_modelfile()
+    assert w.export_dialog is not None and not w.export_dialog.create_button.isVisible()
+    w.export_dialog.close()

@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import copy
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import ollama_api_fixtures as api
 import pytest
+from ollama_fake_server import FakeOllama, closed_port
 from ollama_store_factory import build_seed_store
 
 from core.cli import main
@@ -26,82 +22,6 @@ from core.loadsettings import LoadSettings
 from core.ollama import read_store
 from core.ollama_client import OllamaError, OllamaServer, OllamaUnavailable, RunningModel, create_fields
 from core.units import GiB
-
-
-class FakeOllama:
-    """Ollama's API over real HTTP on 127.0.0.1, recording every request (method, path, JSON body)."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str, Any]] = []
-        self.tags: list[dict[str, Any]] = copy.deepcopy(api.TAGS["models"])
-        self.ps: list[dict[str, Any]] = []
-        self.fail: tuple[int, str] | None = None  # answer every request with this HTTP error
-        self.hang = 0.0  # seconds to wait before answering
-        self.create_lists_model = True
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _body(self) -> dict[str, Any]:
-                n = int(self.headers.get("Content-Length") or 0)
-                return dict(json.loads(self.rfile.read(n))) if n else {}
-
-            def _send(self, status: int, obj: Any) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _handle(self, method: str) -> None:
-                body = self._body() if method == "POST" else {}
-                outer.requests.append((method, self.path, body or None))
-                if outer.hang:
-                    time.sleep(outer.hang)
-                if outer.fail:
-                    return self._send(outer.fail[0], {"error": outer.fail[1]})
-                route = (method, self.path)
-                if route == ("GET", "/api/version"):
-                    return self._send(200, api.VERSION)
-                if route == ("GET", "/api/tags"):
-                    return self._send(200, {"models": outer.tags})
-                if route == ("GET", "/api/ps"):
-                    return self._send(200, {"models": outer.ps})
-                if route == ("POST", "/api/show"):
-                    if not any(t["model"] == body["model"] for t in outer.tags):
-                        return self._send(404, {"error": f"model '{body['model']}' not found"})
-                    return self._send(200, api.SHOW)
-                if route == ("POST", "/api/create"):
-                    if outer.create_lists_model:
-                        entry = copy.deepcopy(api.TAGS["models"][0])
-                        entry["name"] = entry["model"] = body["model"]
-                        outer.tags.append(entry)
-                    return self._send(200, api.CREATE)
-                return self._send(404, {"error": "not found"})
-
-            def do_GET(self) -> None:
-                self._handle("GET")
-
-            def do_POST(self) -> None:
-                self._handle("POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def running(self, name: str, size: int, size_vram: int, context_length: int) -> None:
-        entry = copy.deepcopy(api.PS["models"][0])
-        entry.update(name=name, model=name, size=size, size_vram=size_vram, context_length=context_length)
-        self.ps.append(entry)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -123,12 +43,6 @@ def store(tmp_path_factory: pytest.TempPathFactory, demo_model: Path, tiny_model
 def env_store(store: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("OLLAMA_MODELS", str(store))
     return store
-
-
-def _closed_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"127.0.0.1:{s.getsockname()[1]}"  # nothing listens once the socket closes
 
 
 # --- the client -----------------------------------------------------------------------------------------
@@ -158,7 +72,7 @@ def test_processor_reads_like_ollama_ps() -> None:
 
 def test_down_erring_and_hanging_ollama_are_one_line_each(fake: FakeOllama) -> None:
     with pytest.raises(OllamaUnavailable, match="not running at 127.0.0.1:") as down:
-        OllamaServer(host=_closed_port()).ps()
+        OllamaServer(host=closed_port()).ps()
     assert "\n" not in str(down.value)
     fake.fail = (500, "llama runner process has terminated")
     with pytest.raises(OllamaError, match="llama runner process has terminated .HTTP 500.") as err:
@@ -247,7 +161,7 @@ def test_ollama_ps_estimates_a_partial_offload_and_agrees_when_equal(fake: FakeO
 
 def test_ollama_ps_when_ollama_is_down_is_one_line(monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("OLLAMA_HOST", _closed_port())
+    monkeypatch.setenv("OLLAMA_HOST", closed_port())
     assert main(["ollama", "ps"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("layerfit ollama: Ollama is not running at") and "\n" not in err
@@ -283,7 +197,7 @@ def test_modelfile_create_makes_the_tuned_model_in_ollama(fake: FakeOllama, env_
 def test_modelfile_create_with_ollama_down_still_saves_the_modelfile(env_store: Path, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("OLLAMA_HOST", _closed_port())
+    monkeypatch.setenv("OLLAMA_HOST", closed_port())
     out = tmp_path / "Modelfile"
     assert main(["modelfile", "smollm2:135m", "-o", str(out), "--create", "tuned"]) == 1
     err = capsys.readouterr().err.strip()
