@@ -61,8 +61,9 @@ def hardware_for_ps(hardware: Hardware, running: Iterable[RunningModel]) -> Hard
     return hardware.with_vram(min(hardware.gpu.total, hardware.gpu.free + held))
 
 
-def estimate_layers(plan: Plan, size_vram: int) -> tuple[int, bool]:
-    """Ollama's GPU layer count, from ``size_vram``: (layers, exact)."""
+def estimate_layers(plan: Plan, size_vram: int, projector: int = 0) -> tuple[int, bool]:
+    """Ollama's GPU layer count, from ``size_vram``: (layers, exact). ``projector`` is the size of a
+    vision projector, which Ollama loads on the GPU with the model, so it counts in ``size_vram``."""
     total = plan.n_layers_total
     if size_vram <= 0:
         return 0, True
@@ -70,19 +71,21 @@ def estimate_layers(plan: Plan, size_vram: int) -> tuple[int, bool]:
     best, best_gap = 0, None
     for k in range(total + 1):
         q = plan_for_layers(m, s.with_(n_gpu_layers=None), hw, k, plan.headroom)
-        gap = abs(q.gpu.total - size_vram)
+        gap = abs(q.gpu.total + (projector if k else 0) - size_vram)
         if best_gap is None or gap < best_gap:
             best, best_gap = k, gap
     return best, best == total
 
 
-def explain(r: RunningModel, plan: Plan, layers: int, exact: bool) -> str:
+def explain(r: RunningModel, plan: Plan, layers: int, exact: bool, projector: int = 0) -> str:
     total = plan.n_layers_total
     about = "" if exact else "about "
     gpu = plan.hardware.gpu
     free = f"{fmt_bytes(gpu.free)} free" if gpu is not None else "no GPU"
     head = (f"Ollama put {about}{layers} of {total} layers on the GPU ({r.processor}, "
             f"{fmt_bytes(r.size_vram)} of {fmt_bytes(r.size)} in VRAM) at num_ctx {plan.settings.n_ctx}")
+    if projector:
+        head += f" (with a {fmt_bytes(projector)} vision projector, which LayerFit's plan leaves out)"
     ctx_sugg = next((x for x in plan.suggestions if x.text.startswith("num_ctx")
                      and x.gpu_layers > plan.gpu_layers), None)
     ctx_text = (f"num_ctx {ctx_sugg.settings.n_ctx} for {ctx_sugg.gpu_layers} layers"
@@ -120,6 +123,6 @@ def compare(running: Iterable[RunningModel], store: OllamaStore, hardware: Hardw
         if r.context_length:
             settings = settings.with_(n_ctx=r.context_length)
         plan = make_plan(info, settings, hardware, headroom)
-        layers, exact = estimate_layers(plan, r.size_vram)
-        out.append(Comparison(r, m, plan, layers, exact, explain(r, plan, layers, exact)))
+        layers, exact = estimate_layers(plan, r.size_vram, m.projector_size)
+        out.append(Comparison(r, m, plan, layers, exact, explain(r, plan, layers, exact, m.projector_size)))
     return out

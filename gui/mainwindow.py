@@ -49,7 +49,7 @@ from gui import theme
 from gui.advice import AdvicePanel
 from gui.chat_panel import ChatPanel
 from gui.export_dialog import ExportDialog
-from gui.library import LibraryPanel
+from gui.library import OLLAMA_PREFIX, LibraryPanel
 from gui.load_panel import THIS_MACHINE, LoadPanel
 from gui.meter import MeterWidget
 from gui.notify import Level, notifier
@@ -328,7 +328,8 @@ class MainWindow(QMainWindow):
             # way Ollama would run it: its -max-context variant opens at its long context.
             self.load_panel.set_settings(om.load_settings())
             self.chat_panel.set_sampling(om.sampling())
-        if self._restore_for is not None and info.path == self._restore_for:
+        key = self._library_key()
+        if self._restore_for is not None and key == self._restore_for:
             # a bad value was reported when the window opened; the defaults stay
             with contextlib.suppress(TypeError, ValueError, OverflowError):
                 self.load_panel.set_settings(LoadSettings.from_dict(self.app_settings.load_settings))
@@ -350,6 +351,13 @@ class MainWindow(QMainWindow):
         self._schedule_plan()
         self._schedule_save()
         self._update_actions()
+
+    def _library_key(self) -> str:
+        """The library's key for the current model: its path, or "ollama:NAME" for an Ollama model."""
+        om, info = self.ollama_model, self.model_info
+        if om is not None and info is not None and om.path == info.path:
+            return OLLAMA_PREFIX + om.name
+        return info.path if info is not None else ""
 
     def _on_model_failed(self, path: str, error: str) -> None:
         self.model_info = None
@@ -663,7 +671,7 @@ class MainWindow(QMainWindow):
         s.model_folders = list(self.library.folders)
         s.extra_models = list(self.library.files)
         if self.model_info is not None:
-            s.last_model = self.model_info.path
+            s.last_model = self._library_key()  # "ollama:NAME" for an Ollama model (names share blobs)
             s.load_settings = self.load_panel.settings().to_dict()
         s.headroom_mib = int(round(self.load_panel.headroom() / MiB))
         s.hardware_choice = self.load_panel.hardware_choice()

@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 
 from core.hardware import Hardware
 from core.ollama_client import create_fields
+from core.settings import AppSettings
 from core.units import GiB
 from gui.library import Role
 from gui.mainwindow import MainWindow
@@ -146,3 +147,17 @@ def test_no_create_button_for_a_plain_gguf(qtbot, store: Path) -> None:  # type:
     w.export_modelfile()
     assert w.export_dialog is not None and not w.export_dialog.create_button.isVisible()
     w.export_dialog.close()
+
+
+def test_a_new_window_reopens_the_ollama_model_with_the_users_settings(qtbot, store: Path) -> None:  # type: ignore[no-untyped-def]
+    w = _window(qtbot)
+    _select(qtbot, w, "smollm2:135m-max-context")
+    w.load_panel.ctx_spin.setValue(32768)  # the user tunes it down from the params' 131072
+    qtbot.waitUntil(lambda: w.plan is not None and w.plan.settings.n_ctx == 32768, timeout=20000)
+    w.close()  # saves
+    assert AppSettings.load().last_model == "ollama:smollm2:135m-max-context"  # a name: two names share the blob
+
+    w2 = _window(qtbot)
+    qtbot.waitUntil(lambda: w2.plan is not None and w2.plan.model.name == "smollm2:135m-max-context"
+                    and w2.load_panel.settings().n_ctx == 32768, timeout=60000)
+    assert w2.library.selected_path() == "ollama:smollm2:135m-max-context"

@@ -221,3 +221,26 @@ def test_vram_ollama_holds_counts_as_free_for_the_comparison() -> None:
     assert hardware_for_ps(hw, held).vram_free == 15 * GiB
     assert hardware_for_ps(hw, [RunningModel("big", 40 * GiB, 30 * GiB, 8192)]).vram_free == 16 * GiB  # capped
     assert hardware_for_ps(Hardware(), held).gpu is None
+
+
+def test_a_vision_projector_counts_in_ollamas_vram(fake: FakeOllama, tmp_path: Path, demo_model: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from ollama_store_factory import MODEL, PROJECTOR, add_bytes, add_file, add_manifest
+
+    from core.hardware import Hardware
+
+    store = tmp_path / "models"
+    projector = add_bytes(store, PROJECTOR, b"GGUF" + bytes(24 * 1024**2 - 4))  # bigger than a few layers
+    add_manifest(store, "seer:latest", [add_file(store, MODEL, demo_model), projector])
+    monkeypatch.setenv("OLLAMA_MODELS", str(store))
+    m = read_store([store]).find("seer")
+    assert m is not None and m.path and m.projector_size == 24 * 1024**2
+    hw = Hardware(ram_total=64 * GiB, ram_available=64 * GiB).with_vram(2 * GiB)
+    totals = [plan_for_layers(read_model_info(m.path), LoadSettings(n_ctx=8192), hw, k).gpu.total for k in (10, 11)]
+    assert totals[1] - totals[0] < m.projector_size / 2  # ignoring the projector would miss by layers
+    fake.running("seer:latest", size=1 * GiB, size_vram=totals[0] + m.projector_size, context_length=8192)
+    assert main(["ollama", "ps", "--vram", "2GiB", "--ram", "64GiB", "--json"]) == 0
+    (c,) = json.loads(capsys.readouterr().out)["models"]
+    assert c["ollama_layers"] == 10 and c["ollama_layers_exact"] is False
+    assert "24 MiB vision projector" in c["explanation"]

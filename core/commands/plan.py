@@ -76,7 +76,8 @@ def format_ollama_note(m: OllamaModel) -> str:
     lines = [f"\nOllama model {m.name}: settings start from its params ("
              + (", ".join(f"{k} {v}" for k, v in m.params.items() if k != "stop") or "none set") + ")"]
     if m.projector_size:
-        lines.append(f"  + a vision projector of {fmt_bytes(m.projector_size)}, loaded too (not in the table above)")
+        lines.append(f"  + a vision projector of {fmt_bytes(m.projector_size)}: Ollama loads it with the model; "
+                     "LayerFit's engine loads text only, so it is not in the table above")
     if m.shared_with:
         lines.append(f"  same GGUF blob as {', '.join(m.shared_with)}")
     return "\n".join(lines)
