@@ -500,16 +500,26 @@ def looks_like_path(text: str) -> bool:
 
 
 def resolve_model(text: str, dirs: Iterable[str | Path] | None = None) -> tuple[Path, OllamaModel | None]:
-    """A MODEL argument: an existing file path, else an Ollama name. Raises OllamaModelNotFound."""
+    """A MODEL argument: an existing file, else an Ollama name. Raises OllamaModelNotFound (one line).
+
+    A folder that happens to have a model's name (``llama3``) does not hide the Ollama model.
+    """
     p = Path(text).expanduser()
-    if p.exists():
+    if p.is_file():
         return p, None
-    if looks_like_path(text) or parse_name(text) is None:
-        raise OllamaModelNotFound(f"no such model file: {text}")
-    try:
-        m = find_model(text, dirs)
-    except OllamaModelNotFound as exc:
-        raise OllamaModelNotFound(f"no such model file, and {exc}") from None
-    if m.problem or not m.path:
-        raise OllamaModelNotFound(f"Ollama model {m.name}: {m.problem or 'no GGUF model layer'}")
-    return Path(m.path), m
+    if not looks_like_path(text) and parse_name(text) is not None:
+        try:
+            m = find_model(text, dirs)
+        except OllamaModelNotFound as exc:
+            if p.is_dir():
+                raise OllamaModelNotFound(f"{text} is a folder; give the path of a .gguf file or an Ollama "
+                                          "model name") from None
+            raise OllamaModelNotFound(f"no such model file, and {exc}") from None
+        if m.problem or not m.path:
+            raise OllamaModelNotFound(f"Ollama model {m.name}: {m.problem or 'no GGUF model layer'}")
+        return Path(m.path), m
+    if p.is_dir():
+        raise OllamaModelNotFound(f"{text} is a folder; give the path of a .gguf file or an Ollama model name")
+    if p.exists():
+        return p, None  # not a regular file (a pipe, a device): the header reader says what is wrong
+    raise OllamaModelNotFound(f"no such model file: {text}")

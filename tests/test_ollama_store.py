@@ -285,3 +285,16 @@ def test_an_ollama_blob_loads_and_answers_paris(env_store: Path) -> None:
     assert Path(obj["model"]).name.startswith("sha256-")  # the blob itself, not a copy
     assert Path(obj["model"]).parent == env_store / "blobs"
     assert "loaded smollm2:135m" in proc.stderr
+
+
+def test_a_folder_named_like_a_model_does_not_hide_it(env_store: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notgguf").mkdir()
+    (tmp_path / "shelf").mkdir()
+    with pytest.raises(OllamaModelNotFound, match="not a GGUF"):  # the Ollama entry, not the folder
+        resolve_model("notgguf")
+    with pytest.raises(OllamaModelNotFound, match="shelf is a folder"):
+        resolve_model("shelf")
+    path, om = resolve_model("smollm2:135m")
+    assert om is not None and path.is_file()

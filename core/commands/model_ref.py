@@ -42,9 +42,6 @@ class ModelRef:
 
 def resolve(text: str) -> ModelRef:
     """A path that exists, else an Ollama name. A bad one raises CliError with one plain line."""
-    p = Path(text).expanduser()
-    if p.is_dir():
-        raise CliError(f"{text} is a folder; give the path of a .gguf file or an Ollama model name")
     try:
         path, om = resolve_model(text)
     except OllamaModelNotFound as exc:
