@@ -161,3 +161,29 @@ def test_a_new_window_reopens_the_ollama_model_with_the_users_settings(qtbot, st
     qtbot.waitUntil(lambda: w2.plan is not None and w2.plan.model.name == "smollm2:135m-max-context"
                     and w2.load_panel.settings().n_ctx == 32768, timeout=60000)
     assert w2.library.selected_path() == "ollama:smollm2:135m-max-context"
+
+
+@pytest.mark.slow
+def test_an_ollama_blob_loads_in_the_window_and_answers_paris(qtbot, store: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("llama_cpp")
+    cpu = Hardware((), 64 * GiB, 60 * GiB, 8, gpu_problem="no NVIDIA driver answered")
+    w = MainWindow(hardware=cpu, prefetch=False)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.library.model.row_of("ollama:smollm2:135m") >= 0, timeout=30000)
+    _select(qtbot, w, "smollm2:135m")
+    w.load_panel.ctx_spin.setValue(1024)
+    w.chat_panel.set_sampling(w.chat_panel.sampling().with_(temperature=0.0, max_tokens=40))
+    qtbot.waitUntil(lambda: w.plan is not None and w.plan.settings.n_ctx == 1024)
+    with qtbot.waitSignal(w.loaded, timeout=180000):
+        w.load_action.trigger()
+    assert w.loaded_plan is not None
+    blob = Path(w.loaded_plan.model.path)
+    assert blob.parent == store / "blobs" and blob.name.startswith("sha256-")  # in place: no copy
+    w.chat_panel.input.setPlainText("What is the capital of France? Answer in one sentence.")
+    assert w.chat_panel.send()
+    qtbot.waitUntil(lambda: not w.chat_panel.is_streaming and len(w.chat_panel.messages()) >= 2, timeout=120000)
+    reply = w.chat_panel.messages()[-1]
+    assert reply["role"] == "assistant" and "Paris" in reply["content"]
+    with qtbot.waitSignal(w.unloaded, timeout=60000):
+        w.unload_action.trigger()
