@@ -78,9 +78,9 @@ class OllamaServer:
             raise OllamaError(f"Ollama at {self.host} refused {what}: {exc.error} (HTTP {exc.status_code})") from None
         except httpx.TimeoutException:
             raise OllamaUnavailable(f"Ollama at {self.host} did not answer {what} within {self.timeout:g} s") from None
-        except (ConnectionError, httpx.TransportError) as exc:
-            raise OllamaUnavailable(f"Ollama is not running at {self.host}, or can't be reached "
-                                    f"({type(exc).__name__}); set OLLAMA_HOST if it runs elsewhere") from None
+        except (ConnectionError, httpx.TransportError):
+            raise OllamaUnavailable(f"Ollama is not running at {self.host}, or can't be reached; set "
+                                    "OLLAMA_HOST if it runs elsewhere") from None
         except (pydantic.ValidationError, ValueError, KeyError, TypeError) as exc:
             raise OllamaError(f"Ollama at {self.host} answered {what} with something LayerFit can't read "
                               f"({type(exc).__name__})") from None

@@ -53,6 +53,7 @@ from gui.library import OLLAMA_PREFIX, LibraryPanel
 from gui.load_panel import THIS_MACHINE, LoadPanel
 from gui.meter import MeterWidget
 from gui.notify import Level, notifier
+from gui.ollama_status import OllamaStatusLine
 from gui.tradeoff import TradeoffData, TradeoffView, sweep
 from gui.workers import engine_pool, run_task, wait_all
 
@@ -161,6 +162,7 @@ class MainWindow(QMainWindow):
         self.model_facts = QLabel("")
         self.model_facts.setWordWrap(True)
         self.model_facts.setStyleSheet(f"color:{theme.muted_css(self)};")
+        self.ollama_line = OllamaStatusLine()  # where a running Ollama put the selected Ollama model
 
         meter_box = QWidget()
         mb = QVBoxLayout(meter_box)
@@ -177,6 +179,7 @@ class MainWindow(QMainWindow):
         cl.setSpacing(10)
         cl.addWidget(self.model_title)
         cl.addWidget(self.model_facts)
+        cl.addWidget(self.ollama_line)
         cl.addWidget(self.load_panel)
         cl.addWidget(meter_box)
         cl.addWidget(self.advice)
@@ -337,6 +340,8 @@ class MainWindow(QMainWindow):
         if self._import_spec is not None and info.path == self._import_spec.from_path:
             self._apply_import()
         self.model_title.setText(om.name if om is not None else Path(info.path).stem)
+        self.ollama_line.check(om, self.load_panel.hardware(), self.load_panel.hardware_choice() == THIS_MACHINE,
+                               self.load_panel.headroom())
         self.model_title.setToolTip(f"name in the file: {info.name}" if info.name else "")
         facts = [info.arch, f"{theme.params(info.n_params)} parameters" if info.n_params else "",
                  info.file_type, theme.gib(info.file_size), f"{info.n_layer} layers",
@@ -360,6 +365,7 @@ class MainWindow(QMainWindow):
         return info.path if info is not None else ""
 
     def _on_model_failed(self, path: str, error: str) -> None:
+        self.ollama_line.check(None, self.load_panel.hardware(), False, 0)
         self.model_info = None
         self.plan = None
         self.plan_inputs = None

@@ -115,7 +115,8 @@ def test_export_dialog_creates_the_tuned_model_in_ollama(qtbot, store: Path,  # 
         create = [b for _, p, b in fake.requests if p == "/api/create"]
         assert create == [{"model": "smollm2:135m-max-context-layerfit", "from": "smollm2:135m-max-context",
                            "stream": False, "parameters": params, "system": "You are a terse geography tutor."}]
-        assert [p for _, p, _ in fake.requests] == ["/api/create", "/api/tags"]
+        # (the window's own Ollama line asked /api/ps when the model was picked)
+        assert [p for _, p, _ in fake.requests if p != "/api/ps"] == ["/api/create", "/api/tags"]
         dlg.close()
     finally:
         fake.close()
@@ -187,3 +188,31 @@ def test_an_ollama_blob_loads_in_the_window_and_answers_paris(qtbot, store: Path
     assert reply["role"] == "assistant" and "Paris" in reply["content"]
     with qtbot.waitSignal(w.unloaded, timeout=60000):
         w.unload_action.trigger()
+
+
+def test_the_window_says_where_a_running_ollama_put_the_model(qtbot, store: Path,  # type: ignore[no-untyped-def]
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeOllama()
+    fake.running("smollm2:135m-max-context", size=3 * GiB, size_vram=0, context_length=131072)
+    monkeypatch.setenv("OLLAMA_HOST", fake.host)
+    try:
+        w = _window(qtbot)
+        _select(qtbot, w, "smollm2:135m-max-context")
+        qtbot.waitUntil(lambda: "Ollama put 0 of 31 layers" in w.ollama_line.text(), timeout=20000)
+        assert w.ollama_line.isVisible()
+        assert f"set num_gpu {w.plan.gpu_layers}" in w.ollama_line.text()  # the same card: 2 GiB, as planned
+        _select(qtbot, w, "smollm2:135m")
+        qtbot.waitUntil(lambda: "has not loaded smollm2:135m" in w.ollama_line.text(), timeout=20000)
+        demo_row = next(i for i in range(w.library.model.rowCount())
+                        if w.library.model.index(i, 0).data(Role.SOURCE) == "demo")
+        w.library.view.setCurrentIndex(w.library.model.index(demo_row, 0))
+        qtbot.waitUntil(lambda: not w.ollama_line.isVisible(), timeout=20000)  # a plain GGUF: no line
+    finally:
+        fake.close()
+
+
+def test_the_window_says_in_one_line_when_ollama_is_down(qtbot, store: Path) -> None:  # type: ignore[no-untyped-def]
+    w = _window(qtbot)  # OLLAMA_HOST points where nothing listens (conftest)
+    _select(qtbot, w, "smollm2:135m-max-context")
+    qtbot.waitUntil(lambda: "not running at 127.0.0.1:9" in w.ollama_line.text(), timeout=20000)
+    assert w.plan is not None and w.plan.settings.n_ctx == 131072  # planning doesn't need the server
