@@ -160,8 +160,9 @@ def add_sampling_options(p: argparse.ArgumentParser, *, modelfile: bool = False)
     g.add_argument("--stop", action="append", default=None, metavar="S", help="stop string (repeatable)")
 
 
-def sampling_from_args(args: argparse.Namespace) -> SamplingSettings:
-    """SamplingSettings from the sampling options (``run`` and ``modelfile``); unset ones keep the defaults."""
+def sampling_from_args(args: argparse.Namespace, base: SamplingSettings | None = None) -> SamplingSettings:
+    """SamplingSettings from the sampling options (``run`` and ``modelfile``); unset ones keep ``base``
+    (default: LayerFit's defaults; an Ollama model's params and system prompt when MODEL is one)."""
     changes: dict[str, object] = {}
     for option, name in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k"),
                          ("min_p", "min_p"), ("repeat_penalty", "repeat_penalty"), ("seed", "seed"),
@@ -175,7 +176,7 @@ def sampling_from_args(args: argparse.Namespace) -> SamplingSettings:
     max_tokens = changes.get("max_tokens", 1)
     if isinstance(max_tokens, int) and max_tokens < 1:
         raise CliError("the number of tokens to generate must be at least 1", 2)
-    return SamplingSettings().with_(**changes)
+    return (base or SamplingSettings()).with_(**changes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,12 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("plan", help="predict GPU/RAM use and the best placement for a model")
-    p.add_argument("model", metavar="MODEL", help="path to a .gguf file")
+    p.add_argument("model", metavar="MODEL", help="path to a .gguf file, or an Ollama model name")
     add_plan_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser("run", help="load a model (default: the demo model) and answer a prompt")
-    p.add_argument("model", metavar="MODEL", nargs="?", default=None, help="path to a .gguf (default: demo)")
+    p.add_argument("model", metavar="MODEL", nargs="?", default=None, help="path to a .gguf or an Ollama name (default: demo)")
     p.add_argument("--prompt", required=True, metavar="TEXT")
     add_plan_options(p)
     add_sampling_options(p)
@@ -206,11 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write (- for stdout)")
     p.add_argument("--auto-gpu", action="store_true",
                    help="leave num_gpu out so Ollama decides (default: write the fitted layer count)")
+    p.add_argument("--create", default=None, metavar="NAME",
+                   help="also create NAME in the running Ollama (MODEL must be an Ollama model; host from "
+                        "OLLAMA_HOST); the Modelfile is written either way")
 
-    p = sub.add_parser("models", help="list the GGUF files in the configured folders, plus the demo model")
+    p = sub.add_parser("models", help="list the GGUF files in the configured folders, the demo model and "
+                                      "the Ollama models (OLLAMA_MODELS or the default store)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--folder", action="append", default=None, metavar="DIR",
                    help="scan this folder too (repeatable; not saved)")
+
+    p = sub.add_parser("ollama", help="compare a running Ollama's placements with LayerFit's plans")
+    osub = p.add_subparsers(dest="ollama_command", metavar="ps", required=True)
+    q = osub.add_parser("ps", help="where Ollama put each loaded model, beside LayerFit's plan (OLLAMA_HOST)")
+    add_plan_options(q)
+    q.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds to wait for Ollama")
+    q.add_argument("--json", action="store_true")
 
     p = sub.add_parser("doctor", help="what this machine can do: Python, llama.cpp build, GPUs, RAM")
     p.add_argument("--json", action="store_true")
@@ -238,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from core.commands.models import run as cmd
         elif args.command == "doctor":
             from core.commands.doctor import run as cmd
+        elif args.command == "ollama":
+            from core.commands.ollama import run as cmd
         else:  # pragma: no cover - argparse rejects unknown commands first
             parser.error(f"unknown command {args.command}")
         return int(cmd(args) or 0)

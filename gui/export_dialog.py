@@ -52,6 +52,15 @@ def default_name(model_name: str) -> str:
     return slug or "my-model"
 
 
+def ollama_default_name(source: str) -> str:
+    """A name for the tuned copy of an Ollama model: "deepseek-r1:32b" → "deepseek-r1:32b-layerfit"."""
+    from core.ollama import parse_name
+
+    n = parse_name(source)
+    base = n.display if n is not None else source
+    return f"{base}-layerfit" if ":" in base else f"{base}:layerfit"
+
+
 def valid_name(name: str) -> bool:
     return bool(_NAME_RE.match(name))
 
@@ -91,7 +100,8 @@ class ExportDialog(QDialog):
     """
 
     def __init__(self, model_info: ModelInfo, plan: Plan | None, sampling: SamplingSettings,
-                 messages: Iterable[Any] = (), parent: QWidget | None = None) -> None:
+                 messages: Iterable[Any] = (), parent: QWidget | None = None, *,
+                 ollama_source: str | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export Ollama Modelfile")
         self.setModal(True)
@@ -102,9 +112,12 @@ class ExportDialog(QDialog):
         self._messages = _as_pairs(messages)
         self._text = ""
         self._saved_path: Path | None = None
+        self._ollama_source = ollama_source  # the Ollama model this one is made FROM (Create in Ollama)
+        self.created: str | None = None  # the name Ollama confirmed, after Create in Ollama
 
         # The file name is what the user recognises; general.name is often a training-run label.
-        self.name_edit = QLineEdit(default_name(Path(model_info.path).stem or model_info.name))
+        self.name_edit = QLineEdit(ollama_default_name(ollama_source) if ollama_source else
+                                   default_name(Path(model_info.path).stem or model_info.name))
         self.name_edit.setToolTip("The name Ollama will know the model by (letters, digits, . _ - and an optional :tag)")
         self.name_problem = QLabel()
         self.name_problem.setStyleSheet("color: #D93B3B;")
@@ -134,6 +147,11 @@ class ExportDialog(QDialog):
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.addButton(self.save_button, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.addButton(self.copy_button, QDialogButtonBox.ButtonRole.ActionRole)
+        self.create_button = QPushButton("Create in Ollama")
+        self.create_button.setToolTip(f"Create the model in the running Ollama (OLLAMA_HOST) FROM {ollama_source}, "
+                                      "with these parameters and system prompt, then list it back")
+        buttons.addButton(self.create_button, QDialogButtonBox.ButtonRole.ActionRole)
+        self.create_button.setVisible(ollama_source is not None)  # after addButton, which shows it
         buttons.rejected.connect(self.reject)
 
         form = QFormLayout()
@@ -153,6 +171,7 @@ class ExportDialog(QDialog):
         self.include_messages.toggled.connect(self._refresh)
         self.save_button.clicked.connect(self._on_save_clicked)
         self.copy_button.clicked.connect(self._on_copy_clicked)
+        self.create_button.clicked.connect(self.create_in_ollama)
         self._refresh()
 
     # --- public --------------------------------------------------------------------------------------
@@ -192,6 +211,34 @@ class ExportDialog(QDialog):
         self.status.setText(f"Saved to {target}. Run the command above to create the Ollama model.")
         self._update_command()
         return True
+
+    def create_in_ollama(self) -> None:
+        """Create NAME in the running Ollama, FROM the source model, off the GUI thread. The saved
+        Modelfile (if any) stays; the outcome is one line in the dialog."""
+        name, source, text = self.name(), self._ollama_source, self._text
+        if source is None or not text or not valid_name(name):
+            return
+        from core.ollama_client import OllamaError, OllamaServer, OllamaUnavailable, create_fields
+        from gui.workers import run_task
+
+        params, system = create_fields(text)
+        server = OllamaServer()
+        self.create_button.setEnabled(False)
+        self.status.setText(f"Creating {name} in Ollama at {server.host}…")
+
+        def done(_statuses: object) -> None:
+            self.created = name
+            self.create_button.setEnabled(True)
+            self.status.setText(f"Created {name} in Ollama at {server.host} (listed back by the server). "
+                                f"Try it: ollama run {name}")
+
+        def failed(exc: BaseException) -> None:
+            self.create_button.setEnabled(True)
+            why = str(exc) if isinstance(exc, (OllamaUnavailable, OllamaError)) else f"{type(exc).__name__}: {exc}"
+            self.status.setText(f"<span style='color:#D93B3B'>Not created: {why}</span>"
+                                + (" The Modelfile is saved." if self._saved_path else ""))
+
+        run_task(lambda: server.create(name, source, params, system), on_result=done, on_error=failed)
 
     def copy_command(self) -> str:
         """Put the ``ollama create`` command on the clipboard and return it."""
@@ -235,6 +282,7 @@ class ExportDialog(QDialog):
             self.name_problem.setText("Use letters, digits, “.”, “_” or “-” (and an optional “:tag”).")
         self.command_edit.setText(self.command())
         self.copy_button.setEnabled(ok and bool(self._text))
+        self.create_button.setEnabled(ok and bool(self._text))
         if self._saved_path is None and self._text:
             self.status.setText("Save the Modelfile first; the command uses the path you save to.")
 

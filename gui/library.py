@@ -47,6 +47,7 @@ from PySide6.QtWidgets import (
 from core.errors import describe
 from core.gguf_info import ModelInfo, read_model_info
 from core.library import LibraryEntry, list_models
+from core.ollama import OllamaModel, OllamaStore, read_store
 from gui import theme
 from gui.workers import run_task
 
@@ -66,6 +67,12 @@ class Role(IntEnum):
     SUMMARY = Qt.ItemDataRole.UserRole + 5  # one line: arch · params · quant · size · ctx
     READING = Qt.ItemDataRole.UserRole + 6  # bool: header being read
     SIZE = Qt.ItemDataRole.UserRole + 7  # int bytes
+    OLLAMA = Qt.ItemDataRole.UserRole + 8  # OllamaModel | None (a row of the Ollama section)
+    SECTION = Qt.ItemDataRole.UserRole + 9  # str | None: a caption drawn above this row ("Ollama")
+
+
+#: Row keys of Ollama models: two names may share one GGUF blob, so a row is keyed by its name.
+OLLAMA_PREFIX = "ollama:"
 
 
 @dataclass
@@ -98,6 +105,8 @@ class ModelListModel(QAbstractListModel):
         super().__init__(parent)
         self._rows: list[_Row] = []
         self._cache: dict[_CacheKey, tuple[ModelInfo | None, str | None]] = {}
+        self._ollama: dict[str, OllamaModel] = {}  # row key → the Ollama model behind it
+        self.ollama_caption = "Ollama"
 
     # ---- Qt model API ---------------------------------------------------------------------------------
     def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 - Qt's default
@@ -112,6 +121,13 @@ class ModelListModel(QAbstractListModel):
             # training-run label ("Smollm2 135M 8k Lc100K Mix1 Ep2"), so it goes in the tooltip.
             name = r.entry.name
             return f"{name} (demo)" if r.entry.source == "demo" else name
+        if role == Qt.ItemDataRole.ToolTipRole and r.entry.path in self._ollama:
+            return _ollama_tooltip(self._ollama[r.entry.path], r.info, r.error)
+        if role == Role.OLLAMA:
+            return self._ollama.get(r.entry.path)
+        if role == Role.SECTION:
+            first = next((i for i, x in enumerate(self._rows) if x.entry.source == "ollama"), -1)
+            return self.ollama_caption if index.row() == first else None
         if role == Qt.ItemDataRole.ToolTipRole:
             lines = [r.entry.path]
             if r.info is not None and r.info.name and r.info.name != r.entry.name:
@@ -138,7 +154,13 @@ class ModelListModel(QAbstractListModel):
         if role == Role.SUMMARY:
             if r.error:
                 return r.error
-            return summary(r.info, r.entry.size) + (" · reading header…" if r.reading else "")
+            text = summary(r.info, r.entry.size) + (" · reading header…" if r.reading else "")
+            m = self._ollama.get(r.entry.path)
+            if m is not None:
+                ctx = m.params.get("num_ctx")
+                text = " · ".join(x for x in (f"num_ctx {theme.tokens(ctx)}" if isinstance(ctx, int) else "",
+                                              text) if x)
+            return text
         if role == Role.READING:
             return r.reading
         if role == Role.SIZE:
@@ -156,9 +178,12 @@ class ModelListModel(QAbstractListModel):
         return names
 
     # ---- updates ------------------------------------------------------------------------------------------
-    def set_entries(self, entries: list[LibraryEntry], mtimes: Mapping[str, int] | None = None) -> None:
-        """Replace the rows; headers read before from the same file (path, size and ``mtimes``) are kept."""
+    def set_entries(self, entries: list[LibraryEntry], mtimes: Mapping[str, int] | None = None,
+                    ollama: Mapping[str, OllamaModel] | None = None) -> None:
+        """Replace the rows; headers read before from the same file (path, size and ``mtimes``) are kept.
+        ``ollama`` maps the keys of Ollama rows to their models."""
         self.beginResetModel()
+        self._ollama = dict(ollama or {})
         self._rows = []
         for e in entries:
             row = _Row(e, mtime_ns=(mtimes or {}).get(e.path))
@@ -213,6 +238,14 @@ class ModelListModel(QAbstractListModel):
     def path_at(self, row: int) -> str:
         return self._rows[row].entry.path
 
+    def ollama_of(self, key: str) -> OllamaModel | None:
+        return self._ollama.get(key)
+
+    def file_of(self, key: str) -> str:
+        """The file to read for a row: the GGUF blob of an Ollama row, else the row's own path."""
+        m = self._ollama.get(key)
+        return m.path if m is not None and m.path else key
+
     def info_of(self, path: str) -> ModelInfo | None:
         row = self.row_of(path)
         return self._rows[row].info if row >= 0 else None
@@ -232,11 +265,28 @@ class ModelListModel(QAbstractListModel):
 class ModelDelegate(QStyledItemDelegate):
     """Two lines per model: the name (bold), then the facts in grey, or the error in red."""
 
-    def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:  # noqa: ARG002
+    def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
         fm = QFontMetrics(option.font)  # type: ignore[attr-defined]
-        return QSize(200, fm.height() * 2 + 14)
+        extra = fm.height() + 12 if index.data(Role.SECTION) else 0
+        return QSize(200, fm.height() * 2 + 14 + extra)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
+        section = index.data(Role.SECTION)
+        if section:  # the Ollama section's caption, above its first row
+            fm = QFontMetrics(option.font)  # type: ignore[attr-defined]
+            cap = QRect(option.rect)  # type: ignore[attr-defined]
+            cap.setHeight(fm.height() + 12)
+            painter.save()
+            bold = QFont(option.font)  # type: ignore[attr-defined]
+            bold.setBold(True)
+            painter.setFont(bold)
+            painter.setPen(option.palette.color(QPalette.ColorRole.Text))  # type: ignore[attr-defined]
+            painter.drawText(cap.adjusted(4, 6, -4, 0), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                             QFontMetrics(bold).elidedText(str(section), Qt.TextElideMode.ElideMiddle, cap.width() - 8))
+            painter.drawLine(cap.left() + 4, cap.top() + 2, cap.right() - 4, cap.top() + 2)
+            painter.restore()
+            option = QStyleOptionViewItem(option)
+            option.rect = option.rect.adjusted(0, cap.height(), 0, 0)  # type: ignore[attr-defined]
         opt = QStyleOptionViewItem(option)
         self.initStyleOption(opt, index)
         opt.text = ""  # type: ignore[attr-defined]
@@ -276,11 +326,14 @@ class LibraryPanel(QWidget):
 
     Signals:
         model_chosen(ModelInfo): the selected model's header is ready (GUI thread).
+        ollama_chosen(OllamaModel | None): the Ollama model behind the selection (None for a file),
+            emitted just before model_chosen / model_failed, so its params can set the settings.
         model_failed(str path, str error): the selected file can't be used.
         sources_changed(): folders or added files changed (to be saved).
     """
 
     model_chosen = Signal(object)
+    ollama_chosen = Signal(object)  # OllamaModel | None, just before each model_chosen / model_failed
     model_failed = Signal(str, str)
     sources_changed = Signal()
     listed = Signal()  # the list was (re)built
@@ -301,7 +354,7 @@ class LibraryPanel(QWidget):
         self.view.setModel(self.model)
         self.view.setItemDelegate(ModelDelegate(self.view))
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.view.setUniformItemSizes(True)
+        self.view.setUniformItemSizes(False)  # the Ollama section's first row carries a caption
         self.view.setAlternatingRowColors(False)
         self.view.setToolTip("")
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -344,7 +397,7 @@ class LibraryPanel(QWidget):
         self._list_gen += 1
         gen = self._list_gen
         folders, files = list(self.folders), list(self.files)
-        run_task(lambda: _list_with_mtimes(folders, files), on_result=lambda r: self._on_listed(gen, *r),
+        run_task(lambda: _list_all(folders, files), on_result=lambda r: self._on_listed(gen, *r),
                  context="Listing models")
 
     def add_files(self, paths: list[str]) -> None:
@@ -391,17 +444,24 @@ class LibraryPanel(QWidget):
         return self._selected
 
     # ---- internals -----------------------------------------------------------------------------------------
-    def _on_listed(self, gen: int, entries: list[LibraryEntry], mtimes: dict[str, int]) -> None:
+    def _on_listed(self, gen: int, entries: list[LibraryEntry], mtimes: dict[str, int],
+                   store: OllamaStore | None = None) -> None:
         if gen != self._list_gen:
             return  # a newer listing is on its way
         keep = self._pending_select or self._selected
-        self.model.set_entries(entries, mtimes)
-        n = len(entries)
-        self.hint.setText("No models yet: add a folder or a .gguf file, or drop one here." if n == 0 else
-                          f"{n} model{'s' if n != 1 else ''}. Drop .gguf files anywhere to add them.")
+        ollama = {OLLAMA_PREFIX + m.name: m for m in (store.models if store else ())}
+        self.model.ollama_caption = f"Ollama  ({', '.join(_home(d) for d in store.dirs)})" if store else "Ollama"
+        self.model.set_entries(entries + [_ollama_entry(m) for m in ollama.values()], mtimes, ollama)
+        n, k = len(entries), len(ollama)
+        text = ("No models yet: add a folder or a .gguf file, or drop one here." if n + k == 0 else
+                f"{n} model{'s' if n != 1 else ''}" + (f" and {k} from Ollama" if k else "")
+                + ". Drop .gguf files anywhere to add them.")
+        if store is not None and store.problems:
+            text += " Ollama: " + "; ".join(store.problems)
+        self.hint.setText(text)
         self._pending_select = None
         row = self.model.row_of(keep) if keep else -1
-        if row < 0 and n and keep is None:
+        if row < 0 and n + k and keep is None:
             row = 0
         if row >= 0:
             self.view.setCurrentIndex(self.model.index(row, 0))
@@ -418,8 +478,10 @@ class LibraryPanel(QWidget):
         info = self.model.info_of(path)
         err = self.model.error_of(path)
         if info is not None:
+            self.ollama_chosen.emit(self.model.ollama_of(path))
             self.model_chosen.emit(info)
         elif err is not None:
+            self.ollama_chosen.emit(self.model.ollama_of(path))
             self.model_failed.emit(path, err)
         else:
             self._read(path)
@@ -430,7 +492,8 @@ class LibraryPanel(QWidget):
         self.model.set_reading(path, True)
         if prefetch:
             self._prefetching = True
-        run_task(lambda: _read_stamped(path), on_result=lambda r: self._on_read(path, r, prefetch))
+        target, om = self.model.file_of(path), self.model.ollama_of(path)
+        run_task(lambda: _read_stamped(target, om), on_result=lambda r: self._on_read(path, r, prefetch))
 
     def _on_read(self, path: str, result: _ReadResult, prefetch: bool) -> None:
         stamp, info, error = result
@@ -439,6 +502,7 @@ class LibraryPanel(QWidget):
         else:
             self.model.set_error(path, error or "unreadable", stamp)
         if path == self._selected:
+            self.ollama_chosen.emit(self.model.ollama_of(path))
             if info is not None:
                 self.model_chosen.emit(info)
             else:
@@ -499,14 +563,57 @@ def _list_with_mtimes(folders: list[str], files: list[str]) -> tuple[list[Librar
     return entries, mtimes
 
 
-def _read_stamped(path: str) -> _ReadResult:
-    """Read ``path``'s header (worker thread): (size, mtime_ns) as it was just before, info or error."""
+def _read_stamped(path: str, ollama: OllamaModel | None = None) -> _ReadResult:
+    """Read ``path``'s header (worker thread): (size, mtime_ns) as it was just before, info or error.
+    An Ollama model's header carries its Ollama name (the blob's file name says nothing)."""
     try:
         st = os.stat(path)
         stamp: tuple[int, int] | None = (st.st_size, st.st_mtime_ns)
     except OSError:
         stamp = None
     try:
-        return stamp, read_model_info(path), None
+        info = read_model_info(path)
+        if ollama is not None:
+            from dataclasses import replace
+
+            info = replace(info, name=ollama.name)
+        return stamp, info, None
     except Exception as exc:  # noqa: BLE001 - shown in the row, in words
         return stamp, None, describe(exc)
+
+
+def _list_all(folders: list[str], files: list[str]) -> tuple[list[LibraryEntry], dict[str, int], OllamaStore]:
+    """The folders' and added files' models with their mtimes, and the Ollama store (worker thread)."""
+    entries, mtimes = _list_with_mtimes(folders, files)
+    try:
+        store = read_store()
+    except Exception as exc:  # noqa: BLE001 - the Ollama section says why; the rest of the list still shows
+        store = OllamaStore((), (), (describe(exc),))
+    return entries, mtimes, store
+
+
+def _ollama_entry(m: OllamaModel) -> LibraryEntry:
+    return LibraryEntry(OLLAMA_PREFIX + m.name, m.name, m.size, "ollama", m.problem)
+
+
+def _home(path: str) -> str:
+    home = str(Path.home())
+    return "~" + path[len(home):] if path.startswith(home + os.sep) else path
+
+
+def _ollama_tooltip(m: OllamaModel, info: ModelInfo | None, error: str | None) -> str:
+    lines = [f"Ollama model {m.name}", f"GGUF blob: {m.path or '?'}"]
+    if m.params:
+        lines.append("Parameters: " + ", ".join(f"{k} {v}" for k, v in m.params.items()))
+    if m.system:
+        lines.append(f"System prompt: {m.system[:200]}")
+    if m.projectors:
+        lines.append(f"Vision projector: {theme.gib(m.projector_size)} more, loaded with the model")
+    if m.shared_with:
+        lines.append(f"Same GGUF blob as {', '.join(m.shared_with)}")
+    if error:
+        lines.append(f"Problem: {error}")
+    elif info is not None:
+        lines.append(f"{info.arch}, {info.n_layer} layers, {theme.params(info.n_params)} parameters, "
+                     f"{info.file_type or '?'}; trained context {info.n_ctx_train:,} tokens")
+    return "\n".join(lines)

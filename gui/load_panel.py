@@ -218,6 +218,12 @@ class LoadPanel(QGroupBox):
     def set_settings(self, s: LoadSettings) -> None:
         """Show ``s`` in the controls (one settings_changed at the end)."""
         self._base = s
+        if s.n_ctx > self.ctx_spin.maximum():
+            # An Ollama model's num_ctx (or an imported Modelfile's) may exceed the trained context, as
+            # llama.cpp allows: widen the range rather than silently shrink the user's context.
+            trained = self._stops[-1]
+            self._set_ctx_range(s.n_ctx)
+            self.ctx_max.setText(f"(trained {theme.tokens(trained)})")
         widgets = (self.ctx_spin, self.ctx_slider, self.layers_auto, self.layers_slider, self.fa_combo,
                    self.kv_combo, self.swa_check)
         for w in widgets:

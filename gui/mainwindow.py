@@ -42,16 +42,18 @@ from core.gguf_info import ModelInfo
 from core.hardware import Hardware, probe, probe_ram_only
 from core.loadsettings import LoadSettings
 from core.modelfile import ModelfileError, ModelfileSpec, read_modelfile
+from core.ollama import OllamaModel
 from core.settings import AppSettings
 from core.units import MiB
 from gui import theme
 from gui.advice import AdvicePanel
 from gui.chat_panel import ChatPanel
 from gui.export_dialog import ExportDialog
-from gui.library import LibraryPanel
+from gui.library import OLLAMA_PREFIX, LibraryPanel
 from gui.load_panel import THIS_MACHINE, LoadPanel
 from gui.meter import MeterWidget
 from gui.notify import Level, notifier
+from gui.ollama_status import OllamaStatusLine
 from gui.tradeoff import TradeoffData, TradeoffView, sweep
 from gui.workers import engine_pool, run_task, wait_all
 
@@ -91,6 +93,7 @@ class MainWindow(QMainWindow):
         self._engine_factory = engine_factory or Engine
         self._engine: Engine | None = None
         self.model_info: ModelInfo | None = None
+        self.ollama_model: OllamaModel | None = None  # the Ollama model behind the selection, if any
         self.plan: Plan | None = None
         self.plan_inputs: PlanInputs | None = None
         self.load_result: LoadResult | None = None
@@ -159,6 +162,7 @@ class MainWindow(QMainWindow):
         self.model_facts = QLabel("")
         self.model_facts.setWordWrap(True)
         self.model_facts.setStyleSheet(f"color:{theme.muted_css(self)};")
+        self.ollama_line = OllamaStatusLine()  # where a running Ollama put the selected Ollama model
 
         meter_box = QWidget()
         mb = QVBoxLayout(meter_box)
@@ -175,6 +179,7 @@ class MainWindow(QMainWindow):
         cl.setSpacing(10)
         cl.addWidget(self.model_title)
         cl.addWidget(self.model_facts)
+        cl.addWidget(self.ollama_line)
         cl.addWidget(self.load_panel)
         cl.addWidget(meter_box)
         cl.addWidget(self.advice)
@@ -253,6 +258,7 @@ class MainWindow(QMainWindow):
         # one channel for every message to the user
         notifier().message.connect(self._on_message)
         # library → model
+        self.library.ollama_chosen.connect(self._on_ollama_chosen)
         self.library.model_chosen.connect(self._on_model_chosen)
         self.library.model_failed.connect(self._on_model_failed)
         self.library.sources_changed.connect(self._schedule_save)
@@ -312,34 +318,58 @@ class MainWindow(QMainWindow):
                                          "card.", 10000)
         self._schedule_plan()
 
+    def _on_ollama_chosen(self, model: OllamaModel | None) -> None:
+        """The library says which Ollama model (if any) the next model_chosen is: remember it."""
+        self.ollama_model = model
+
     def _on_model_chosen(self, info: ModelInfo) -> None:
         self.model_info = info
         self.load_panel.set_model(info)
-        if self._restore_for is not None and info.path == self._restore_for:
+        om = self.ollama_model if self.ollama_model is not None and self.ollama_model.path == info.path else None
+        if om is not None:
+            # An Ollama model starts from its own params (num_ctx, num_gpu, ...) and system prompt, the
+            # way Ollama would run it: its -max-context variant opens at its long context.
+            self.load_panel.set_settings(om.load_settings())
+            self.chat_panel.set_sampling(om.sampling())
+        key = self._library_key()
+        if self._restore_for is not None and key == self._restore_for:
             # a bad value was reported when the window opened; the defaults stay
             with contextlib.suppress(TypeError, ValueError, OverflowError):
                 self.load_panel.set_settings(LoadSettings.from_dict(self.app_settings.load_settings))
             self._restore_for = None
         if self._import_spec is not None and info.path == self._import_spec.from_path:
             self._apply_import()
-        self.model_title.setText(Path(info.path).stem)
+        self.model_title.setText(om.name if om is not None else Path(info.path).stem)
+        self.ollama_line.check(om, self.load_panel.hardware(), self.load_panel.hardware_choice() == THIS_MACHINE,
+                               self.load_panel.headroom())
         self.model_title.setToolTip(f"name in the file: {info.name}" if info.name else "")
         facts = [info.arch, f"{theme.params(info.n_params)} parameters" if info.n_params else "",
                  info.file_type, theme.gib(info.file_size), f"{info.n_layer} layers",
                  f"trained context {theme.tokens(info.n_ctx_train)}" if info.n_ctx_train else "",
                  f"MoE {info.n_expert_used}/{info.n_expert} experts" if info.n_expert else "",
                  f"sliding window {info.sliding_window:,}" if info.sliding_window else ""]
+        if om is not None:
+            facts.insert(0, "Ollama model" + (f" (same blob as {', '.join(om.shared_with)})" if om.shared_with
+                                              else ""))
         self.model_facts.setText(" · ".join(x for x in facts if x))
-        self.setWindowTitle(f"LayerFit — {Path(info.path).name}")
+        self.setWindowTitle(f"LayerFit — {om.name if om is not None else Path(info.path).name}")
         self._schedule_plan()
         self._schedule_save()
         self._update_actions()
 
+    def _library_key(self) -> str:
+        """The library's key for the current model: its path, or "ollama:NAME" for an Ollama model."""
+        om, info = self.ollama_model, self.model_info
+        if om is not None and info is not None and om.path == info.path:
+            return OLLAMA_PREFIX + om.name
+        return info.path if info is not None else ""
+
     def _on_model_failed(self, path: str, error: str) -> None:
+        self.ollama_line.check(None, self.load_panel.hardware(), False, 0)
         self.model_info = None
         self.plan = None
         self.plan_inputs = None
-        self.model_title.setText(Path(path).name)
+        self.model_title.setText(path.removeprefix("ollama:") if self.ollama_model else Path(path).name)
         self.model_facts.setText(f"<span style='color:{theme.BAD.name()}'>Can't use this file: "
                                  f"{error}</span>")
         self.meter.clear("This file can't be planned. Pick another model.")
@@ -560,7 +590,10 @@ class MainWindow(QMainWindow):
             notifier().info("Pick a model first: the Modelfile is written from its plan.")
             return
         plan = self.loaded_plan if self.load_result is not None and self.loaded_plan is not None else self.plan
-        dlg = ExportDialog(self.model_info, plan, self.chat_panel.sampling(), self.chat_panel.messages(), self)
+        om = self.ollama_model
+        source = om.name if om is not None and om.path == self.model_info.path else None
+        dlg = ExportDialog(self.model_info, plan, self.chat_panel.sampling(), self.chat_panel.messages(), self,
+                           ollama_source=source)
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dlg.open()
         self.export_dialog = dlg  # tests drive the open dialog
@@ -644,7 +677,7 @@ class MainWindow(QMainWindow):
         s.model_folders = list(self.library.folders)
         s.extra_models = list(self.library.files)
         if self.model_info is not None:
-            s.last_model = self.model_info.path
+            s.last_model = self._library_key()  # "ollama:NAME" for an Ollama model (names share blobs)
             s.load_settings = self.load_panel.settings().to_dict()
         s.headroom_mib = int(round(self.load_panel.headroom() / MiB))
         s.hardware_choice = self.load_panel.hardware_choice()

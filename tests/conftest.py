@@ -18,6 +18,8 @@ def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     base = tmp_path_factory.mktemp("profile")
     monkeypatch.setenv("LAYERFIT_CONFIG_DIR", str(base / "config"))
     monkeypatch.setenv("LAYERFIT_DATA_DIR", str(base / "data"))
+    monkeypatch.setenv("OLLAMA_MODELS", str(base / "ollama"))  # never the machine's real Ollama store
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")  # nor a real running Ollama (port 9: nothing listens)
 
 
 @pytest.fixture(scope="session")

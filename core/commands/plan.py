@@ -9,7 +9,7 @@ from typing import TextIO
 
 from core.cli import plan_inputs
 from core.fit import Plan, make_plan
-from core.gguf_info import read_model_info
+from core.ollama import OllamaModel
 from core.units import fmt_bytes
 
 
@@ -48,11 +48,36 @@ def run(args: argparse.Namespace) -> int:
 
 def write_plan(args: argparse.Namespace, out: TextIO) -> int:
     """`run` with the output stream as a parameter."""
-    model = read_model_info(args.model)
-    inputs = plan_inputs(args)
+    from core.commands.model_ref import resolve
+
+    ref = resolve(args.model)  # a .gguf path or an Ollama name (its params give the defaults)
+    model = ref.read_info()
+    inputs = plan_inputs(args, base=ref.load_settings())
     plan = make_plan(model, inputs.settings, inputs.hardware, inputs.headroom)
     if args.json:
-        out.write(json.dumps(plan.to_json(), ensure_ascii=False) + "\n")
+        obj = plan.to_json()
+        if ref.ollama is not None:
+            obj["ollama"] = ollama_json(ref.ollama)
+        out.write(json.dumps(obj, ensure_ascii=False) + "\n")
     else:
         out.write(format_plan(plan) + "\n")
+        if ref.ollama is not None:
+            out.write(format_ollama_note(ref.ollama) + "\n")
     return 0
+
+
+def ollama_json(m: OllamaModel) -> dict[str, object]:
+    """What the plan started from when MODEL was an Ollama name."""
+    return {"name": m.name, "params": dict(m.params), "system": m.system, "digest": m.digest,
+            "projector_size": m.projector_size, "shared_with": list(m.shared_with)}
+
+
+def format_ollama_note(m: OllamaModel) -> str:
+    lines = [f"\nOllama model {m.name}: settings start from its params ("
+             + (", ".join(f"{k} {v}" for k, v in m.params.items() if k != "stop") or "none set") + ")"]
+    if m.projector_size:
+        lines.append(f"  + a vision projector of {fmt_bytes(m.projector_size)}: Ollama loads it with the model; "
+                     "LayerFit's engine loads text only, so it is not in the table above")
+    if m.shared_with:
+        lines.append(f"  same GGUF blob as {', '.join(m.shared_with)}")
+    return "\n".join(lines)

@@ -19,31 +19,33 @@ from pathlib import Path
 from typing import TextIO
 
 from core.cli import CliError, plan_inputs, sampling_from_args
+from core.commands.model_ref import ModelRef, resolve
 from core.engine import Engine
 from core.fit import Plan
 
 
-def _model_path(args: argparse.Namespace) -> Path:
+def _model_ref(args: argparse.Namespace) -> ModelRef:
     if args.model:
-        p = Path(args.model).expanduser()
-        if not p.is_file():
-            raise CliError(f"no such model file: {args.model}")
-        return p.resolve()
+        return resolve(args.model)  # a .gguf path or an Ollama name (loaded from its blob, in place)
     from core.demo import DemoModelMissing, demo_model_path
 
     try:
-        return demo_model_path()
+        return ModelRef(demo_model_path())
     except DemoModelMissing as exc:
         raise CliError(str(exc)) from exc
 
 
-def make_run_plan(path: Path, args: argparse.Namespace) -> Plan:
-    """The fitter's plan for ``path`` with the command-line plan options."""
-    from core.fit import make_plan
-    from core.gguf_info import read_model_info
+def _model_path(args: argparse.Namespace) -> Path:
+    return _model_ref(args).path
 
-    inputs = plan_inputs(args)
-    info = read_model_info(path)
+
+def make_run_plan(path: Path | ModelRef, args: argparse.Namespace) -> Plan:
+    """The fitter's plan for ``path`` with the command-line plan options (over an Ollama model's params)."""
+    from core.fit import make_plan
+
+    ref = path if isinstance(path, ModelRef) else ModelRef(path)
+    inputs = plan_inputs(args, base=ref.load_settings())
+    info = ref.read_info()
     return make_plan(info, inputs.settings, inputs.hardware, inputs.headroom, suggest=False)
 
 
@@ -72,10 +74,11 @@ class _Progress:
 def run(args: argparse.Namespace) -> int:
     """Load, answer ``--prompt``, print. Exit status 0 on success."""
     out, err = sys.stdout, sys.stderr
-    path = _model_path(args)
-    sampling = sampling_from_args(args)
-    plan = make_run_plan(path, args)
-    progress = _Progress(path.name, err)
+    ref = _model_ref(args)
+    path = ref.path
+    sampling = sampling_from_args(args, base=ref.sampling())
+    plan = make_run_plan(ref, args)
+    progress = _Progress(ref.label, err)
     engine = Engine()
     try:
         try:
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             progress.done()
         pl = result.placement
-        print(f"loaded {path.name}: {pl.processor}, {pl.gpu_layers}/{pl.n_layer + 1} layers on the GPU "
+        print(f"loaded {ref.label}: {pl.processor}, {pl.gpu_layers}/{pl.n_layer + 1} layers on the GPU "
               f"(measured), n_ctx {result.n_ctx}, {result.load_seconds:.1f} s", file=err)
         done = None
         wrote_newline = True
