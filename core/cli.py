@@ -215,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="what this machine can do: Python, llama.cpp build, GPUs, RAM")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("worker", help="serve this machine's GPUs (or CPU) to other machines over llama.cpp's RPC")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; anything else is insecure)")
+    p.add_argument("--port", type=int, default=50052, help="TCP port (default 50052)")
+    p.add_argument("--mem", type=_size, default=None, metavar="SIZE",
+                   help="memory to offer per device, like 8GiB (default: what the device reports)")
+    p.add_argument("--threads", type=_positive, default=None, help="CPU threads (default: half the cores)")
+
     sub.add_parser("gui", help="open the app (the same as no command)")
     return parser
 
@@ -238,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from core.commands.models import run as cmd
         elif args.command == "doctor":
             from core.commands.doctor import run as cmd
+        elif args.command == "worker":
+            from core.commands.worker import run as cmd
         else:  # pragma: no cover - argparse rejects unknown commands first
             parser.error(f"unknown command {args.command}")
         return int(cmd(args) or 0)

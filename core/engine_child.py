@@ -93,6 +93,7 @@ class _Child:
         self.spec: dict[str, Any] = {}
         self.faults: dict[str, Any] = {}
         self._keep: list[Any] = []  # ctypes objects the C side points at while a load runs
+        self._workers: dict[str, Any] = {}  # RPC workers registered in this process (core.rpc)
 
     # --- load -------------------------------------------------------------------------------
 
@@ -116,7 +117,23 @@ class _Child:
             kw["op_offload"] = False
         if spec.get("n_threads"):
             kw["n_threads"] = int(spec["n_threads"])
+        if spec.get("tensor_split"):
+            kw["tensor_split"] = [float(x) for x in spec["tensor_split"]]
         return kw
+
+    def _register_workers(self, spec: dict[str, Any]) -> None:
+        """Register the plan's RPC workers as llama.cpp devices (once per child; a child loads once).
+
+        Each was probed by the parent just before; the C client aborts the process on a worker it
+        can't reach, which the parent then reports as a crash rather than a hang.
+        """
+        workers = [w for w in spec.get("workers") or [] if w not in self._workers]
+        if not workers:
+            return
+        from core import rpc
+
+        for reg in rpc.register(workers):
+            self._workers[reg.endpoint] = {"names": list(reg.names), "memory": [list(m) for m in reg.memory]}
 
     @contextlib.contextmanager
     def _model_params_hook(self, spec: dict[str, Any]) -> Any:
@@ -198,6 +215,7 @@ class _Child:
         t0 = time.perf_counter()
         try:
             self._inject_faults(spec)
+            self._register_workers(spec)
             kwargs = self._llama_kwargs(spec)
             with self._model_params_hook(spec):
                 llm = llama_cpp.Llama(**kwargs)
@@ -230,6 +248,7 @@ class _Child:
             "log": self.capture.lines_since(mark),
             "n_ctx": int(llm.n_ctx()),
             "load_seconds": time.perf_counter() - t0,
+            "workers": dict(self._workers),
         }))
 
     # --- chat -------------------------------------------------------------------------------
