@@ -88,8 +88,11 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ubatch", type=_positive, default=None, help="physical batch size (default 512)")
     g.add_argument("--vram", type=_size, default=None, metavar="SIZE",
                    help="free GPU memory to plan for, like 16GiB (default: probed; 0 without an NVIDIA GPU)")
-    g.add_argument("--card", default=None, metavar="PRESET",
-                   help="plan for a what-if card: t4, rtx3060, rtx3090, rtx4090, a100-40, a100-80, h100")
+    g.add_argument("--card", action="append", default=None, metavar="PRESET",
+                   help="plan for a what-if card: t4, rtx3060, rtx3090, rtx4090, a100-40, a100-80, h100 "
+                        "(repeat for several GPUs: --card 3090 --card 3090)")
+    g.add_argument("--worker", action="append", default=None, metavar="HOST:PORT",
+                   help="an RPC worker (`layerfit worker` on that machine) to split the model onto (repeatable)")
     g.add_argument("--ram", type=_size, default=None, metavar="SIZE", help="available RAM (default: probed)")
     g.add_argument("--headroom", type=_size, default=None, metavar="SIZE",
                    help="GPU memory to keep free (default 768MiB)")
@@ -125,14 +128,21 @@ def plan_inputs(args: argparse.Namespace, base: LoadSettings | None = None) -> P
     except ValueError as exc:
         raise CliError(str(exc), 2) from exc
 
-    if args.card:
-        if find_preset(args.card) is None:
-            try:
-                parse_size(args.card)
-            except SizeError as exc:
-                raise CliError(f"unknown card {args.card!r}: use a preset (t4, rtx3060, rtx3090, rtx4090, "
-                               "a100-40, a100-80, h100) or a size like 16GiB", 2) from exc
-        hw = what_if(args.card)
+    cards = [args.card] if isinstance(args.card, str) else list(args.card or [])
+    if cards:
+        for card in cards:
+            if find_preset(card) is None:
+                try:
+                    parse_size(card)
+                except SizeError as exc:
+                    raise CliError(f"unknown card {card!r}: use a preset (t4, rtx3060, rtx3090, rtx4090, "
+                                   "a100-40, a100-80, h100) or a size like 16GiB", 2) from exc
+        hw = what_if(cards[0])
+        if len(cards) > 1:  # several what-if GPUs, indexed in the order given
+            from dataclasses import replace
+
+            gpus = [replace(what_if(c, hw).gpus[0], index=i) for i, c in enumerate(cards)]
+            hw = replace(hw, gpus=tuple(gpus))
     else:
         hw = probe()
     if args.vram is not None:

@@ -491,3 +491,65 @@ def measure_devices(lines: Sequence[str], plan: DevicePlan | None,
                     entry["endpoint"] = ep
                     entry["free"] = int(w["memory"][i][0])
     return out
+
+
+# --- one entry point for the CLI and the app --------------------------------------------------------
+
+def is_multi(hardware: Hardware, workers: Sequence[str]) -> bool:
+    """True when the plan needs the device list: workers, or more than one GPU."""
+    return bool(workers) or len(hardware.gpus) > 1
+
+
+def multi_plan(model: ModelInfo, settings: LoadSettings, hardware: Hardware, headroom: int,
+               workers: Sequence[str] = (), *, infos: Sequence[WorkerInfo] | None = None,
+               timeout: float = 3.0) -> tuple[Any, DevicePlan]:
+    """The fitter's :class:`~core.fit.Plan` and the :class:`DevicePlan` over every device.
+
+    Workers are probed (``infos`` skips that); one that can't be used becomes a sentence in the
+    plan's reasons and the plan goes on without it. The Plan's ``gpu`` block is the sum over the
+    devices and its ``host`` block is host RAM, so the single-GPU fields stay meaningful.
+    """
+    from core.fit import make_plan
+    from core.placement import DeviceMemory, HostMemory, processor_line
+    from core.rpc import probe_all
+
+    if infos is None:
+        found, problems = probe_all(workers, timeout)
+    else:
+        found, problems = list(infos), []
+    devs = devices_for(hardware, found, headroom)
+    dp = fit_devices(model, settings, devs, ram=hardware.ram_available, problems=problems)
+    base = make_plan(model, dp.settings, hardware, headroom, suggest=False)
+    on_dev = dp.loads[:-1]
+    gpu = DeviceMemory(sum(d.weights for d in on_dev), sum(d.kv for d in on_dev), sum(d.compute for d in on_dev),
+                       sum(d.overhead for d in on_dev))
+    h = dp.host
+    host = HostMemory(h.weights, h.kv, h.compute)
+    # As the single-GPU fitter counts it: token embeddings always stay in RAM and don't make a split.
+    embd = _layout(model).embd_bytes
+    all_on = dp.gpu_layers >= model.n_layer + 1 and dp.settings.offload_kqv and not dp.settings.experts_on_cpu
+    proc = ("100% CPU" if not dp.gpu_layers or not devs else "100% GPU" if all_on
+            else processor_line(gpu.weights + gpu.kv, max(0, host.weights - embd) + host.kv))
+    plan = replace(base, settings=dp.settings.with_(n_gpu_layers=settings.n_gpu_layers), gpu_layers=dp.gpu_layers,
+                   gpu=gpu, host=host, processor=proc, fits_gpu=dp.gpu_layers >= model.n_layer + 1,
+                   fits=dp.fits, reasons=tuple(problems) + dp.reasons, suggestions=(), flash_attn=dp.flash_attn,
+                   use_gpu=True, usable_vram=sum(d.budget for d in devs))
+    return plan, dp
+
+
+def single_device_json(plan: Any) -> list[dict[str, Any]]:
+    """``devices`` for a plan with one GPU (or none): the GPU entry, then host RAM."""
+    n = plan.model.n_layer
+    out = []
+    gpu = plan.hardware.gpu if plan.hardware is not None else None
+    k = plan.gpu_layers
+    if gpu is not None and plan.use_gpu:
+        blocks = max(0, min(k - 1, n))
+        layers = (f"blocks {n - blocks}-{n - 1} + output" if blocks else "output") if k > 0 else "none"
+        out.append({"name": f"GPU 0 ({gpu.name})", "kind": "cuda", "llama_name": "CUDA0", "layers": layers,
+                    "n_layers": k, **plan.gpu.to_dict(), "rs": 0, "free": gpu.free})
+    host_layers = (n + 1 - k) if k > 0 else n + 1
+    out.append({"name": "RAM", "kind": "host", "llama_name": "CPU", "layers": f"{host_layers} layer(s)",
+                "n_layers": host_layers, **plan.host.to_dict(), "rs": 0, "overhead": 0,
+                "free": plan.hardware.ram_available if plan.hardware is not None else 0})
+    return out

@@ -8,6 +8,7 @@ import sys
 from typing import TextIO
 
 from core.cli import plan_inputs
+from core.devices import DevicePlan, is_multi, multi_plan, single_device_json
 from core.fit import Plan, make_plan
 from core.gguf_info import read_model_info
 from core.units import fmt_bytes
@@ -41,6 +42,21 @@ def format_plan(p: Plan) -> str:
     return "\n".join(lines)
 
 
+def format_devices(dp: DevicePlan) -> str:
+    """One row per device: its layers and bytes, and the split llama.cpp will be given."""
+    n = dp.model.n_layer
+    lines = ["Per device (llama.cpp's order):",
+             f"  {'device':<34}{'layers':>24}{'weights':>11}{'KV':>11}{'compute':>11}{'total':>11}{'free':>11}"]
+    for ld in dp.loads:
+        lines.append(f"  {ld.name[:33]:<34}{ld.layer_range(n):>24}{fmt_bytes(ld.weights):>11}{fmt_bytes(ld.kv):>11}"
+                     f"{fmt_bytes(ld.compute + ld.overhead):>11}{fmt_bytes(ld.total):>11}"
+                     f"{fmt_bytes(ld.free) if ld.kind != 'host' else '':>11}")
+    if dp.devices:
+        lines.append(f"  n_gpu_layers {dp.gpu_layers}, tensor_split "
+                     + ",".join(f"{x:g}" for x in dp.tensor_split))
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     """Body of `layerfit plan`: read the header, fit, print. Bad files raise ModelFileError."""
     return write_plan(args, sys.stdout)
@@ -50,9 +66,17 @@ def write_plan(args: argparse.Namespace, out: TextIO) -> int:
     """`run` with the output stream as a parameter."""
     model = read_model_info(args.model)
     inputs = plan_inputs(args)
-    plan = make_plan(model, inputs.settings, inputs.hardware, inputs.headroom)
-    if args.json:
-        out.write(json.dumps(plan.to_json(), ensure_ascii=False) + "\n")
+    workers = list(getattr(args, "worker", None) or [])
+    if is_multi(inputs.hardware, workers):
+        plan, dp = multi_plan(model, inputs.settings, inputs.hardware, inputs.headroom, workers)
+        devices = dp.to_json()
+        table = format_plan(plan) + "\n\n" + format_devices(dp)
     else:
-        out.write(format_plan(plan) + "\n")
+        plan = make_plan(model, inputs.settings, inputs.hardware, inputs.headroom)
+        devices = single_device_json(plan)
+        table = format_plan(plan)
+    if args.json:
+        out.write(json.dumps({**plan.to_json(), "devices": devices}, ensure_ascii=False) + "\n")
+    else:
+        out.write(table + "\n")
     return 0

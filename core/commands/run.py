@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from core.cli import CliError, plan_inputs, sampling_from_args
+from core.devices import DevicePlan, is_multi, multi_plan
 from core.engine import Engine
 from core.fit import Plan
 
@@ -39,12 +40,20 @@ def _model_path(args: argparse.Namespace) -> Path:
 
 def make_run_plan(path: Path, args: argparse.Namespace) -> Plan:
     """The fitter's plan for ``path`` with the command-line plan options."""
+    return make_run_plans(path, args)[0]
+
+
+def make_run_plans(path: Path, args: argparse.Namespace) -> tuple[Plan, DevicePlan | None]:
+    """The plan, and the split over several devices when there are workers or several GPUs."""
     from core.fit import make_plan
     from core.gguf_info import read_model_info
 
     inputs = plan_inputs(args)
     info = read_model_info(path)
-    return make_plan(info, inputs.settings, inputs.hardware, inputs.headroom, suggest=False)
+    workers = list(getattr(args, "worker", None) or [])
+    if is_multi(inputs.hardware, workers):
+        return multi_plan(info, inputs.settings, inputs.hardware, inputs.headroom, workers)
+    return make_plan(info, inputs.settings, inputs.hardware, inputs.headroom, suggest=False), None
 
 
 class _Progress:
@@ -74,13 +83,16 @@ def run(args: argparse.Namespace) -> int:
     out, err = sys.stdout, sys.stderr
     path = _model_path(args)
     sampling = sampling_from_args(args)
-    plan = make_run_plan(path, args)
+    plan, devices = make_run_plans(path, args)
+    if devices is not None:
+        for problem in devices.problems:
+            print(f"warning: {problem}", file=err)
     progress = _Progress(path.name, err)
     engine = Engine()
     try:
         try:
             result = engine.load(plan, progress=progress,
-                                 status=lambda text: print(f"fallback: {text}", file=err))
+                                 status=lambda text: print(f"fallback: {text}", file=err), devices=devices)
         finally:
             progress.done()
         pl = result.placement
@@ -111,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
                 "tokens": done.tokens,
                 "finish_reason": done.finish_reason,
                 "context_full": bool(done.extra.get("context_full")),
-                "placement": pl.to_dict(),
+                "placement": {**pl.to_dict(), **({"devices": list(result.devices)} if result.devices else {})},
                 "planned": {"processor": plan.processor, "gpu_layers": plan.gpu_layers,
                             "gpu": plan.gpu.to_dict(), "host": plan.host.to_dict()},
                 "fallbacks": [f.to_dict() for f in result.fallbacks],
