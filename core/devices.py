@@ -469,7 +469,10 @@ def measure_devices(lines: Sequence[str], plan: DevicePlan | None,
     for b in facts.buffers:
         key = b.device if is_gpu_device(b.device) else "CPU"
         d = per.setdefault(key, {"weights": 0, "kv": 0, "rs": 0, "compute": 0})
-        d[slot[b.kind]] += b.bytes
+        # CPU_REPACK is a second, reordered copy of some CPU weights (the mapped file range still
+        # spans them): reported apart as "repack", not planned here.
+        kind = "repack" if b.device == "CPU_REPACK" and b.kind == "model" else slot[b.kind]
+        d[kind] = d.get(kind, 0) + b.bytes
     out: list[dict[str, Any]] = []
     loads = plan.loads if plan is not None else ()
     names = {ld.llama_name for ld in loads}
@@ -483,13 +486,14 @@ def measure_devices(lines: Sequence[str], plan: DevicePlan | None,
         if key not in names and key != "CPU":
             out.append({"name": key, "kind": "other", "llama_name": key, "layers": "?", **m, "overhead": 0,
                         "total": sum(m.values()), "free": 0})
-    if workers:
-        for entry in out:
-            for ep, w in workers.items():
-                if entry["llama_name"] in w.get("names", []):
-                    i = w["names"].index(entry["llama_name"])
-                    entry["endpoint"] = ep
-                    entry["free"] = int(w["memory"][i][0])
+    for entry in out:  # "RPC<i>[host:port]": the worker, and its free memory as the child read it
+        name = str(entry["llama_name"])
+        if name.startswith("RPC") and name.endswith("]") and "[" in name:
+            idx, ep = name[3:-1].split("[", 1)
+            entry["endpoint"] = ep
+            w = (workers or {}).get(ep)
+            if w and idx.isdigit() and int(idx) < len(w.get("memory", [])):
+                entry["free"] = int(w["memory"][int(idx)][0])
     return out
 
 
