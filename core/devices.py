@@ -317,15 +317,24 @@ def _greedy(model: ModelInfo, settings: LoadSettings, k: int, devices: Sequence[
         if d == len(devices) - 1:
             counts[d] = left
             break
-        best = 0
-        for c in range(left, -1, -1):
+        def fits(c: int, d: int = d, left: int = left) -> bool:
             trial = counts[:d] + [c] + [0] * (len(devices) - d - 1)
-            trial[-1] = left - c
+            trial[-1] += left - c
             loads, _ = estimate_devices(model, settings, k, devices, counts_split(trial) if any(trial) else None,
                                         flash_attn=fa, overhead=overhead)
-            if loads[d].fits:
-                best = c
-                break
+            return loads[d].fits
+
+        lo, hi = 0, left  # the most layers device d takes and still fits (binary search)
+        if fits(hi):
+            lo = hi
+        else:
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if fits(mid):
+                    lo = mid
+                else:
+                    hi = mid
+        best = lo
         counts[d] = best
         left -= best
     return counts
@@ -336,7 +345,8 @@ def fit_devices(model: ModelInfo, settings: LoadSettings, devices: Sequence[Devi
     """Choose n_gpu_layers and tensor_split for these devices, with the reason per device.
 
     ``settings.n_gpu_layers`` pins the layer count (None: the most that fit). Levers, in DESIGN.md's
-    order, when not every layer fits: fewer layers; MoE experts in RAM; KV cache in RAM. The context
+    order, when not every layer fits: fewer layers; MoE experts in RAM; KV cache in RAM (a later lever
+    is taken only when it gets every layer onto the devices). The context
     is never changed. The split starts proportional to each device's usable memory (llama.cpp's own
     default divides by free memory); when that overfills a device, devices are filled in order.
     """
@@ -352,19 +362,38 @@ def fit_devices(model: ModelInfo, settings: LoadSettings, devices: Sequence[Devi
     pinned = settings.n_gpu_layers
     best: DevicePlan | None = None
     for s in candidates:
-        ks = [min(pinned, n + 1)] if pinned is not None else list(range(n + 1, -1, -1))
-        if not devs:
-            ks = [0]
-        for k in ks:
-            plan = _try(model, s, k, devs, fa, overhead, ram)
-            if plan.fits or k == 0 or pinned is not None:
-                if best is None or (plan.fits and (not best.fits or plan.gpu_layers > best.gpu_layers)):
-                    best = plan
-                break
+        if pinned is not None or not devs:
+            plan = _try(model, s, min(pinned or 0, n + 1) if devs else 0, devs, fa, overhead, ram)
+        else:
+            plan = _most_layers(model, s, devs, fa, overhead, ram)
+        # A later lever (experts in RAM, KV in RAM) wins only when it gets every layer onto the
+        # devices, or when nothing fitted before: each costs speed, so fewer layers is tried first.
+        if best is None or (plan.fits and (not best.fits or plan.gpu_layers == n + 1 > best.gpu_layers)):
+            best = plan
         if best is not None and best.fits and best.gpu_layers == n + 1:
             break
     assert best is not None
     return replace(best, reasons=_reasons(best, settings), problems=tuple(problems))
+
+
+def _most_layers(model: ModelInfo, s: LoadSettings, devs: tuple[Device, ...], fa: bool,
+                 overhead: GpuOverhead | None, ram: int) -> DevicePlan:
+    """The plan with the most offloaded layers that fits (memory grows with the layer count, so a
+    binary search; a live slider re-plans on every move)."""
+    n = model.n_layer
+    top = _try(model, s, n + 1, devs, fa, overhead, ram)
+    if top.fits:
+        return top
+    lo, hi = 0, n + 1  # lo fits (or is 0), hi does not
+    best = _try(model, s, 0, devs, fa, overhead, ram)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        p = _try(model, s, mid, devs, fa, overhead, ram)
+        if p.fits:
+            lo, best = mid, p
+        else:
+            hi = mid
+    return best
 
 
 def _try(model: ModelInfo, s: LoadSettings, k: int, devs: tuple[Device, ...], fa: bool,

@@ -369,7 +369,9 @@ class Engine:
             t_start = time.perf_counter()
             while True:
                 tried.add(_plan_key(current))
-                base = _nvml_used(current) if current.gpu_layers > 0 else None
+                # NVML's figure covers one GPU; a split over several devices is measured per device
+                # from the buffer lines instead (and must not teach the one-GPU calibration).
+                base = _nvml_used(current) if current.gpu_layers > 0 and self._device_plan is None else None
                 pin = _visible_device(current) if self._device_plan is None else None
                 child = self._start_child(pin)
                 self._child = child

@@ -431,3 +431,39 @@ def test_run_json_reports_measured_placement_per_worker(workers: tuple[Worker, W
     devs = obj["placement"]["devices"]
     assert [d["kind"] for d in devs] == ["rpc", "host"]
     assert devs[0]["endpoint"] == a.endpoint and devs[0]["weights"] > 50 * MiB
+
+
+# --- the fitter's levers on real shapes (header-only sparse files) ------------------------------------
+
+def test_fitter_takes_the_most_layers_that_fit(tmp_path: Path) -> None:
+    from gguf_factory import LLAMA3_8B
+
+    info = read_model_info(write_sparse_model(tmp_path / "l8.gguf", LLAMA3_8B))
+    devs = (Device("a", "cuda", 3000 * MiB, 3000 * MiB, 0, "CUDA0"),
+            Device("b", "rpc", 2000 * MiB, 2000 * MiB, 0, "RPC0[h:1]", "h:1"))
+    dp = fit_devices(info, LoadSettings(n_ctx=8192), devs)
+    assert dp.fits and 0 < dp.gpu_layers < info.n_layer + 1
+    assert not dp.settings.experts_on_cpu and dp.settings.offload_kqv  # no later lever for a partial fit
+    more = fit_devices(info, LoadSettings(n_ctx=8192, n_gpu_layers=dp.gpu_layers + 1), devs)
+    # One more layer overflows a device unless a later lever (KV cache in RAM) works around the pin.
+    assert not more.fits or not more.settings.offload_kqv
+    if not more.fits:
+        assert any("does NOT fit" in r for r in more.reasons)
+    else:
+        assert any("KV cache stays in RAM" in r for r in more.reasons)
+    # The split sends every offloaded layer somewhere, and the output layer to the last device.
+    n = info.n_layer
+    assert sum(len(ld.layers) for ld in dp.loads[:-1]) == dp.gpu_layers
+    assert n in dp.loads[1].layers
+
+
+def test_fitter_keeps_moe_experts_in_ram_when_that_fits_every_layer(tmp_path: Path) -> None:
+    from gguf_factory import MIXTRAL_8X7B
+
+    info = read_model_info(write_sparse_model(tmp_path / "mx.gguf", MIXTRAL_8X7B))
+    devs = (Device("a", "cuda", 8 * GiB, 8 * GiB, 0, "CUDA0"), Device("b", "cuda", 8 * GiB, 8 * GiB, 0, "CUDA1"))
+    dp = fit_devices(info, LoadSettings(n_ctx=4096), devs)
+    assert dp.settings.experts_on_cpu and dp.fits and dp.gpu_layers == info.n_layer + 1
+    assert any("expert" in r for r in dp.reasons)
+    # The expert tensors are counted in RAM, not on the cards.
+    assert dp.host.weights > sum(ld.weights for ld in dp.loads[:-1])
