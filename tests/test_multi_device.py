@@ -467,3 +467,12 @@ def test_fitter_keeps_moe_experts_in_ram_when_that_fits_every_layer(tmp_path: Pa
     assert any("expert" in r for r in dp.reasons)
     # The expert tensors are counted in RAM, not on the cards.
     assert dp.host.weights > sum(ld.weights for ld in dp.loads[:-1])
+
+
+def test_run_json_without_workers_lists_ram_as_the_one_device(demo_info: Any) -> None:
+    r = _cli("run", "--prompt", "Say hi.", "--max-tokens", "4", "--ctx", "1024", "--vram", "0", "--json")
+    assert r.returncode == 0, r.stderr[-2000:]
+    obj = json.loads(r.stdout.strip().splitlines()[-1])
+    devs = obj["placement"]["devices"]
+    assert [d["kind"] for d in devs] == ["host"]
+    assert devs[0]["weights"] == obj["placement"]["host"]["weights"] > 0

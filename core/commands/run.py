@@ -22,6 +22,7 @@ from core.cli import CliError, plan_inputs, sampling_from_args
 from core.devices import DevicePlan, is_multi, multi_plan
 from core.engine import Engine
 from core.fit import Plan
+from core.placement import Placement
 
 
 def _model_path(args: argparse.Namespace) -> Path:
@@ -54,6 +55,17 @@ def make_run_plans(path: Path, args: argparse.Namespace) -> tuple[Plan, DevicePl
     if is_multi(inputs.hardware, workers):
         return multi_plan(info, inputs.settings, inputs.hardware, inputs.headroom, workers)
     return make_plan(info, inputs.settings, inputs.hardware, inputs.headroom, suggest=False), None
+
+
+def _single_devices(pl: Placement) -> list[dict[str, object]]:
+    """``placement.devices`` for a load on one GPU (or none): the GPU when it holds layers, then RAM."""
+    out: list[dict[str, object]] = []
+    if pl.gpu_layers > 0 and pl.gpu.total > 0:
+        out.append({"name": f"GPU 0 ({pl.gpu_name})" if pl.gpu_name else "GPU 0", "kind": "cuda",
+                    "layers": f"{pl.gpu_layers} layer(s)", **pl.gpu.to_dict(), "rs": 0, "free": 0})
+    out.append({"name": "RAM", "kind": "host", "layers": f"{pl.n_layer + 1 - pl.gpu_layers} layer(s)",
+                **pl.host.to_dict(), "rs": 0, "overhead": 0, "free": 0})
+    return out
 
 
 class _Progress:
@@ -123,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
                 "tokens": done.tokens,
                 "finish_reason": done.finish_reason,
                 "context_full": bool(done.extra.get("context_full")),
-                "placement": {**pl.to_dict(), **({"devices": list(result.devices)} if result.devices else {})},
+                "placement": {**pl.to_dict(), "devices": list(result.devices) or _single_devices(pl)},
                 "planned": {"processor": plan.processor, "gpu_layers": plan.gpu_layers,
                             "gpu": plan.gpu.to_dict(), "host": plan.host.to_dict()},
                 "fallbacks": [f.to_dict() for f in result.fallbacks],
