@@ -163,6 +163,24 @@ def _gpu_device(i: int, g: GPU, headroom: int) -> Device:
 
 # --- llama.cpp's layer assignment ----------------------------------------------------------------
 
+SPLIT_NONE, SPLIT_LAYER, SPLIT_ROW = 0, 1, 2  # llama_split_mode (include/llama.h)
+
+
+def select_devices(devices: Sequence[Device], split_mode: int = SPLIT_LAYER, main_gpu: int = 0) -> tuple[Device, ...]:
+    """The devices a model may use, as ``llama_prepare_model_devices`` (src/llama.cpp) keeps them.
+
+    With ``split_mode`` NONE only ``devices[main_gpu]`` stays (a negative main_gpu keeps none: CPU
+    only); an index past the list is llama.cpp's "invalid value for main_gpu" error. LAYER and ROW
+    keep them all (main_gpu then only picks where ROW puts small tensors).
+    """
+    if split_mode != SPLIT_NONE or not devices:
+        return tuple(devices)
+    if main_gpu < 0:
+        return ()
+    if main_gpu >= len(devices):
+        raise ValueError(f"main_gpu {main_gpu} is not one of the {len(devices)} device(s)")
+    return (devices[main_gpu],)
+
 def assign_layers(n_layer: int, n_gpu_layers: int, splits: Sequence[float]) -> list[int]:
     """Device index (or CPU = -1) of layers 0..n_layer (the last entry is the output layer).
 

@@ -210,6 +210,19 @@ def test_assign_layers_follows_the_rule_in_llama_model_cpp() -> None:
     assert assign_layers(2, 3, []) == [CPU, CPU, CPU]
 
 
+def test_split_mode_none_keeps_only_main_gpu() -> None:
+    from core.devices import SPLIT_LAYER, SPLIT_NONE, select_devices
+
+    devs = (Device("w", "rpc", GiB, GiB, 0, "RPC0[h:1]", "h:1"), Device("g0", "cuda", GiB, GiB, 0, "CUDA0"),
+            Device("g1", "cuda", GiB, GiB, 0, "CUDA1"))
+    assert select_devices(devs, SPLIT_LAYER, 2) == devs  # main_gpu is ignored when splitting layers
+    # src/llama.cpp: NONE keeps model->devices[main_gpu], counted in the device order (workers first).
+    assert [d.name for d in select_devices(devs, SPLIT_NONE, 1)] == ["g0"]
+    assert select_devices(devs, SPLIT_NONE, -1) == ()
+    with pytest.raises(ValueError, match="main_gpu"):
+        select_devices(devs, SPLIT_NONE, 3)
+
+
 class _FakeNvml:
     """pynvml's surface, with two GPUs of different free memory."""
 
