@@ -92,7 +92,8 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
                    help="plan for a what-if card: t4, rtx3060, rtx3090, rtx4090, a100-40, a100-80, h100 "
                         "(repeat for several GPUs: --card 3090 --card 3090)")
     g.add_argument("--worker", action="append", default=None, metavar="HOST:PORT",
-                   help="an RPC worker (`layerfit worker` on that machine) to split the model onto (repeatable)")
+                   help="an RPC worker (`layerfit worker` on that machine) to split the model onto (repeatable); "
+                        "in `plan`, a size like 24GiB is a what-if machine offering that much")
     g.add_argument("--ram", type=_size, default=None, metavar="SIZE", help="available RAM (default: probed)")
     g.add_argument("--headroom", type=_size, default=None, metavar="SIZE",
                    help="GPU memory to keep free (default 768MiB)")

@@ -150,6 +150,9 @@ def devices_for(hardware: Hardware, workers: Sequence[WorkerInfo] = (), headroom
         for d in w.devices:
             hr = 0 if d.free >= d.total else headroom
             label = f"worker {w.endpoint}" + (f" #{d.index}" if len(w.devices) > 1 else "")
+            if w.what_if:  # planning only: nothing to connect to
+                out.append(Device(f"{w.endpoint} worker", "rpc", d.free, d.total, hr, w.endpoint, None, True))
+                continue
             # The buffer type name in llama.cpp's lines: "RPC<device on the worker>[host:port]".
             out.append(Device(label, "rpc", d.free, d.total, hr, f"RPC{d.index}[{w.endpoint}]", w.endpoint))
     for i, g in enumerate(hardware.gpus):

@@ -389,6 +389,9 @@ class Engine:
                     outcome, info = self._attempt(child, current, progress, cancel)
                 except EngineCrashed as exc:
                     self._drop_child(graceful=False)
+                    lost = dead_workers(self._device_plan)
+                    if lost:  # a worker died mid-load: no fallback step brings it back
+                        raise EngineCrashed(f"{exc}. {lost}") from exc
                     if current.gpu_layers == 0:
                         raise EngineCrashed(f"{exc} (while loading {os.path.basename(current.model.path)})") \
                             from exc

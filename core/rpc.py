@@ -77,6 +77,7 @@ class WorkerInfo:
     endpoint: str
     version: tuple[int, int, int]
     devices: tuple[WorkerDevice, ...]
+    what_if: bool = False  # a machine the user may add, planned with the memory they typed
 
     @property
     def free(self) -> int:
@@ -98,6 +99,23 @@ def parse_endpoint(text: str) -> tuple[str, int]:
     if not 0 < port < 65536:
         raise WorkerError(f"the port of worker {text!r} must be between 1 and 65535")
     return host, port
+
+
+def what_if_worker(text: str) -> WorkerInfo | None:
+    """A what-if worker written as a size ("24GiB": a machine offering that much), else None."""
+    from core.units import SizeError, parse_size
+
+    t = text.strip()
+    if ":" in t:
+        return None
+    try:
+        size = parse_size(t)
+    except SizeError:
+        return None
+    if size <= 0:
+        return None
+    return WorkerInfo(f"what-if {size / 1024**3:.1f} GiB", (PROTO_MAJOR, PROTO_MINOR, 0),
+                      (WorkerDevice(0, size, size),), what_if=True)
 
 
 def endpoint(text: str) -> str:
@@ -171,6 +189,10 @@ def probe_all(endpoints: Iterable[str], timeout: float = 3.0) -> tuple[list[Work
     problems: list[str] = []
     seen: set[str] = set()
     for text in endpoints:
+        hypothetical = what_if_worker(text)
+        if hypothetical is not None:
+            ok.append(hypothetical)
+            continue
         try:
             ep = endpoint(text)
             if ep in seen:

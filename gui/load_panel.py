@@ -153,7 +153,7 @@ class LoadPanel(QGroupBox):
         self.cards_spin.setVisible(False)
         hw_row.addWidget(self.cards_spin)
         self.workers_edit = QLineEdit()
-        self.workers_edit.setPlaceholderText("host:port, host:port (machines running `layerfit worker`)")
+        self.workers_edit.setPlaceholderText("host:port, … (machines running `layerfit worker`), or 24GiB: what if")
         self.workers_edit.setToolTip("Other machines (or this one) running `layerfit worker`: llama.cpp's RPC "
                                      "server. The model is split across them, this machine's GPUs and RAM.")
         self.workers_edit.setClearButtonEnabled(True)

@@ -45,6 +45,7 @@ from core.loadsettings import LoadSettings
 from core.modelfile import ModelfileError, ModelfileSpec, read_modelfile
 from core.rpc import WorkerError, WorkerInfo
 from core.rpc import probe as rpc_probe
+from core.rpc import what_if_worker as rpc_what_if
 from core.settings import AppSettings
 from core.units import MiB
 from gui import theme
@@ -443,6 +444,10 @@ class MainWindow(QMainWindow):
             ok: dict[str, WorkerInfo] = {}
             bad: dict[str, str] = {}
             for ep in endpoints:
+                hypothetical = rpc_what_if(ep)
+                if hypothetical is not None:
+                    ok[ep] = hypothetical
+                    continue
                 try:
                     ok[ep] = rpc_probe(ep)
                 except WorkerError as exc:
@@ -501,10 +506,13 @@ class MainWindow(QMainWindow):
             return
         inputs = self.plan_inputs
         plan = self.plan
-        workers = self.load_panel.workers()
+        # What-if workers (a size instead of host:port) are for planning only.
+        workers = tuple(w for w in self.load_panel.workers() if rpc_what_if(w) is None)
         model = self.model_info
         machine = self.load_panel.machine()
         use_multi = is_multi(machine, workers)
+        if len(workers) < len(self.load_panel.workers()):
+            notifier().info("What-if workers are only for planning: loading without them.")
         if use_multi:
             if inputs.hardware_choice != THIS_MACHINE:
                 notifier().info("Loading on this machine's hardware (the what-if cards are only for planning).")

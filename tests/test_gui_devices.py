@@ -41,6 +41,13 @@ def test_what_if_two_cards_shows_a_bar_per_card(qtbot, demo_model: Path) -> None
     assert rows[1]["layers"].endswith("+ output")
     assert w.meter.devices.isVisible() and not w.meter.gpu_bar.isVisible()
     assert w.device_plan is not None and len(w.device_plan.devices) == 2
+    # A what-if worker (a size instead of host:port) adds a bar of its own.
+    w.load_panel.set_workers(["8GiB"])
+    qtbot.waitUntil(lambda: [r["kind"] for r in w.meter.devices.rows] == ["rpc", "cuda", "cuda", "host"],
+                    timeout=30000)
+    assert "what-if" in w.meter.devices.rows[0]["name"]
+    w.load_panel.set_workers([])
+    qtbot.waitUntil(lambda: len(w.meter.devices.rows) == 3)
     # Back to one card: the per-device bars go away again.
     w.load_panel.cards_spin.setValue(1)
     qtbot.waitUntil(lambda: not w.meter.devices.rows)

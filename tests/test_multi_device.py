@@ -489,3 +489,16 @@ def test_run_json_without_workers_lists_ram_as_the_one_device(demo_info: Any) ->
     devs = obj["placement"]["devices"]
     assert [d["kind"] for d in devs] == ["host"]
     assert devs[0]["weights"] == obj["placement"]["host"]["weights"] > 0
+
+
+def test_what_if_worker_is_planned_but_not_loaded(demo_info: Any) -> None:
+    r = _cli("plan", str(demo_info.path), "--worker", "100MiB", "--worker", "1GiB", "--vram", "0", "--json")
+    assert r.returncode == 0, r.stderr
+    devs = json.loads(r.stdout)["devices"]
+    assert [d["kind"] for d in devs] == ["rpc", "rpc", "host"]
+    assert [d["free"] for d in devs[:2]] == [100 * MiB, 1 * GiB]
+    assert "what-if" in devs[0]["name"]
+    # 100 MiB takes its share (1:10 of the layers) and still fits: the split follows what each offers.
+    assert 0 < devs[0]["n_layers"] < devs[1]["n_layers"]
+    r = _cli("run", "--prompt", "hi", "--worker", "1GiB")
+    assert r.returncode == 2 and "for `layerfit plan` only" in r.stderr

@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     path = _model_path(args)
     sampling = sampling_from_args(args)
     plan, devices = make_run_plans(path, args)
+    if devices is not None and any(d.what_if for d in devices.devices):
+        raise CliError("a what-if worker or card (--worker SIZE, --card) is for `layerfit plan` only: "
+                       "`run` loads on real devices; give workers as HOST:PORT", 2)
     if devices is not None:
         for problem in devices.problems:
             print(f"warning: {problem}", file=err)
