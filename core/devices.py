@@ -39,6 +39,7 @@ from core.hardware import GPU, Hardware
 from core.loadsettings import LoadSettings
 from core.memory import (
     DEFAULT_OVERHEAD,
+    OP_OFFLOAD_MIN_BATCH,
     GpuOverhead,
     _layout,
     _stages,
@@ -247,6 +248,8 @@ def estimate_devices(model: ModelInfo, settings: LoadSettings, gpu_layers: int, 
     pipeline = (n_used > 1 and gpu_layers > n and settings.offload_kqv and not exps_cpu)
     copies = 4 if pipeline else 1
     ov = overhead or DEFAULT_OVERHEAD
+    op_offload_dev = next((i for i, d in enumerate(devices) if d.kind == "cuda"), None) \
+        if T >= OP_OFFLOAD_MIN_BATCH else None
 
     loads: list[DeviceLoad] = []
     host_w = lay.embd_bytes + lay.other_bytes
@@ -280,6 +283,12 @@ def estimate_devices(model: ModelInfo, settings: LoadSettings, gpu_layers: int, 
         if blocks:
             cands += [st["attention"] if settings.offload_kqv else 0, st["ffn"]]
         compute = (max(cands) + copies * inputs) if cands else 0
+        if d_i == op_offload_dev:
+            # ggml-backend.cpp: an op on weights in host memory goes to the first backend whose
+            # offload_op accepts it (CUDA does for prompt-sized batches; RPC has none). The weight is
+            # copied into that device's compute buffer while it runs (core.memory's candidates).
+            compute = max(compute, *_op_offload(lay, st, kv_layers, host_blocks_of(where, n), where[n] == CPU,
+                                                exps_cpu, blocks, settings.offload_kqv))
         ovh = 0
         if dev.kind == "cuda":
             g = ov.granularity
@@ -305,6 +314,27 @@ def estimate_devices(model: ModelInfo, settings: LoadSettings, gpu_layers: int, 
                             "token embeddings" + (f", {len(host_blocks)} block(s)" if host_blocks else "")
                             + (", output layer" if n in host_layers else "")))
     return tuple(loads), fa
+
+
+def host_blocks_of(where: Sequence[int], n: int) -> list[int]:
+    return [il for il in range(n) if where[il] == CPU]
+
+
+def _op_offload(lay: Any, st: dict[str, int], kv_layers: Sequence[int], cpu_blocks: list[int], out_on_cpu: bool,
+                exps_cpu: bool, dev_blocks: list[int], offload_kqv: bool) -> list[int]:
+    """Compute-buffer peaks of the ops a CUDA device runs for weights kept in host memory (the same
+    candidates as ``core.memory.estimate`` for one GPU, checked there against H100 buffer logs)."""
+    out = [0]
+    if offload_kqv and cpu_blocks:
+        out.append(st["attention"] + max(kv_layers[i] for i in cpu_blocks))
+    if out_on_cpu:
+        out.append(lay.out_mm + st["output"])
+    if cpu_blocks:
+        out.append(max(lay.layer_max_mm[i] for i in cpu_blocks) + st["ffn"])
+        out.append(max(lay.layer_max_exps[i] for i in cpu_blocks) + st["ffn"])
+    if exps_cpu and dev_blocks:
+        out.append(max(lay.layer_max_exps[i] for i in dev_blocks) + st["ffn"])
+    return out
 
 
 def _device_reason(dev: Device, blocks: list[int], has_out: bool, total: int, n: int) -> str:

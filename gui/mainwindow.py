@@ -626,6 +626,8 @@ class MainWindow(QMainWindow):
         self.loaded_plan = None
         self.loaded_inputs = None
         self._on_unloaded()
+        if self.load_panel.workers():  # a worker may be what died: ask them all again for the plan
+            self._probe_workers()
 
     def _on_unloaded(self) -> None:
         self.engine_state.setText("No model loaded")

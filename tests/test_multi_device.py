@@ -502,3 +502,22 @@ def test_what_if_worker_is_planned_but_not_loaded(demo_info: Any) -> None:
     assert 0 < devs[0]["n_layers"] < devs[1]["n_layers"]
     r = _cli("run", "--prompt", "hi", "--worker", "1GiB")
     assert r.returncode == 2 and "for `layerfit plan` only" in r.stderr
+
+
+@pytest.mark.parametrize("k", [33, 20, 1])
+def test_one_cuda_device_agrees_with_the_single_gpu_estimate(tmp_path: Path, k: int) -> None:
+    """With one local GPU the per-device estimate must give what core.memory (checked against H100
+    buffer logs) gives: the same layers, weights and KV; compute only adds the split inputs."""
+    from gguf_factory import LLAMA3_8B
+
+    from core.memory import estimate
+
+    info = read_model_info(write_sparse_model(tmp_path / "l8.gguf", LLAMA3_8B))
+    s = LoadSettings(n_ctx=8192)
+    dev = (Device("GPU 0", "cuda", 80 * GiB, 80 * GiB, 0, "CUDA0"),)
+    loads, fa = estimate_devices(info, s, k, dev)
+    one = estimate(info, s, k, flash_attn=fa)
+    assert loads[0].weights == one.gpu.weights and loads[0].kv == one.gpu.kv
+    assert loads[0].overhead == one.gpu.overhead
+    assert 0 <= loads[0].compute - one.gpu.compute <= 64 * MiB
+    assert loads[1].kv == one.host.kv and loads[1].weights == one.host.weights
