@@ -76,3 +76,40 @@ def test_worker_in_the_app_plans_and_loads_through_it(qtbot, demo_model: Path) -
             w.unload_action.trigger()
     finally:
         worker.stop()
+
+
+@pytest.mark.skipif(not rpc.supported(), reason="llama-cpp-python was built without the RPC backend")
+def test_worker_killed_mid_chat_the_app_survives_and_reloads_without_it(qtbot, demo_model: Path) -> None:  # type: ignore[no-untyped-def]
+    from core.sampling import SamplingSettings
+
+    a, b = Worker("1GiB"), Worker("1GiB")
+    try:
+        w = _window(qtbot)
+        qtbot.waitUntil(lambda: w.plan is not None and w.plan.model.path == str(demo_model), timeout=60000)
+        w.load_panel.ctx_spin.setValue(1024)
+        w.load_panel.set_workers([a.endpoint, b.endpoint])
+        qtbot.waitUntil(lambda: [r["kind"] for r in w.meter.devices.rows] == ["rpc", "rpc", "host"], timeout=30000)
+        with qtbot.waitSignal(w.loaded, timeout=180000):
+            w.load_action.trigger()
+        panel = w.chat_panel
+        panel.set_sampling(SamplingSettings(temperature=0.8, max_tokens=400, seed=3))
+        panel.input.setPlainText("Tell a long story about a dragon.")
+        with qtbot.waitSignal(panel.engineLost, timeout=120000) as lost:
+            assert panel.send()
+            qtbot.waitUntil(lambda: len(panel.transcript.streaming_text()) > 5, timeout=60000)
+            b.kill()
+        assert b.endpoint in lost.args[0] and "stopped answering" in lost.args[0]
+        qtbot.waitUntil(lambda: not panel.is_streaming, timeout=30000)
+        assert w.load_result is None and w.isVisible()  # the app is still here, with nothing loaded
+        # The plan is redone without the dead worker, and loading again works through the live one.
+        qtbot.waitUntil(lambda: [r["kind"] for r in w.meter.devices.rows] == ["rpc", "host"], timeout=30000)
+        assert any(b.endpoint in r for r in w.plan.reasons)
+        with qtbot.waitSignal(w.loaded, timeout=180000):
+            w.load_action.trigger()
+        rows = w.meter.devices.rows
+        assert rows[0]["endpoint"] == a.endpoint and rows[0]["weights"] > 0
+        with qtbot.waitSignal(w.unloaded, timeout=60000):
+            w.unload_action.trigger()
+    finally:
+        a.stop()
+        b.stop()
