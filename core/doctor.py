@@ -40,7 +40,10 @@ def llama_build() -> LlamaBuild:
     except Exception as exc:  # ImportError, or OSError when a CUDA build can't find libcuda
         return LlamaBuild(False, error=f"{type(exc).__name__}: {exc}")
     try:
-        gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        from core.rpc import local_gpu_backend
+
+        # llama_supports_gpu_offload() is also True for a CPU build with the RPC backend.
+        gpu = bool(llama_cpp.llama_supports_gpu_offload()) and local_gpu_backend()
     except Exception:
         gpu = False
     return LlamaBuild(True, getattr(llama_cpp, "__version__", None), gpu)

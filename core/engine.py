@@ -34,7 +34,14 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from core import calibration
-from core.devices import DevicePlan, check_workers, dead_workers, device_spec, measure_devices
+from core.devices import (
+    DevicePlan,
+    check_workers,
+    dead_workers,
+    device_spec,
+    measure_devices,
+    worker_endpoints,
+)
 from core.fit import Plan, cpu_only_plan, ladder_steps
 from core.hardware import cpu_key, nvml_used
 from core.llama_log import parse_log, placement_from_log
@@ -375,7 +382,8 @@ class Engine:
                 pin = _visible_device(current) if self._device_plan is None else None
                 child = self._start_child(pin)
                 self._child = child
-                if current.gpu_layers > 0 and not child.hello.get("gpu_offload"):
+                through_workers = self._device_plan is not None and bool(worker_endpoints(self._device_plan))
+                if current.gpu_layers > 0 and not child.hello.get("gpu_offload") and not through_workers:
                     reason = ("this llama.cpp build has no GPU offload (a CPU-only build, or no GPU driver "
                               "answered), so the model runs on the CPU")
                     cpu_plan = cpu_only(current)

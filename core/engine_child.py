@@ -357,8 +357,12 @@ class _Child:
     def serve(self) -> None:
         import llama_cpp
 
+        from core import rpc
+
         self.conn.send(("hello", {
-            "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()) or bool(self.faults.get("pretend_gpu")),
+            # llama_supports_gpu_offload() alone is also True for a CPU build with the RPC backend.
+            "gpu_offload": (bool(llama_cpp.llama_supports_gpu_offload()) and rpc.local_gpu_backend())
+            or bool(self.faults.get("pretend_gpu")),
             "system_info": llama_cpp.llama_print_system_info().decode("utf-8", "replace").strip(),
             "pid": os.getpid(),
         }))

@@ -295,6 +295,32 @@ def _base_lib() -> ctypes.CDLL:
     return lib
 
 
+def local_gpu_backend() -> bool:
+    """True when this llama.cpp has a local GPU backend (CUDA, Vulkan, Metal…), not only CPU and RPC.
+
+    ``llama_supports_gpu_offload()`` also says True for a CPU build that has the RPC backend
+    (src/llama.cpp: ``… || llama_supports_rpc()``), which would make a CPU build look like a CUDA one.
+    """
+    try:
+        lib = _lib("ggml")
+        lib.ggml_backend_reg_count.restype = ctypes.c_size_t
+        lib.ggml_backend_reg_count.argtypes = []
+        lib.ggml_backend_reg_get.restype = ctypes.c_void_p
+        lib.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
+        lib.ggml_backend_reg_name.restype = ctypes.c_char_p
+        lib.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
+        names = [(lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i)) or b"").decode()
+                 for i in range(lib.ggml_backend_reg_count())]
+    except Exception:  # no library: fall back to llama.cpp's own answer
+        try:
+            import llama_cpp
+
+            return bool(llama_cpp.llama_supports_gpu_offload())
+        except Exception:
+            return False
+    return any(n not in ("CPU", "RPC", "BLAS") and not n.startswith("RPC[") for n in names)
+
+
 # ggml_backend_dev_type (ggml-backend.h): CPU 0, GPU 1, IGPU 2, ACCEL 3.
 _DEV_CPU, _DEV_ACCEL = 0, 3
 

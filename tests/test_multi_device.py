@@ -521,3 +521,15 @@ def test_one_cuda_device_agrees_with_the_single_gpu_estimate(tmp_path: Path, k: 
     assert loads[0].overhead == one.gpu.overhead
     assert 0 <= loads[0].compute - one.gpu.compute <= 64 * MiB
     assert loads[1].kv == one.host.kv and loads[1].weights == one.host.weights
+
+
+def test_rpc_backend_does_not_make_a_cpu_build_look_like_a_gpu_build() -> None:
+    import llama_cpp
+
+    from core.doctor import llama_build
+
+    libdir = Path(llama_cpp.__file__).parent / "lib"
+    has_cuda_lib = any(p.name.startswith(("libggml-cuda", "ggml-cuda")) for p in libdir.iterdir())
+    assert llama_cpp.llama_supports_rpc()
+    assert rpc.local_gpu_backend() == has_cuda_lib
+    assert llama_build().gpu_offload == has_cuda_lib
