@@ -6,7 +6,9 @@ The parent (:mod:`core.engine`) starts one child per load with multiprocessing's
 talks to it over a duplex Pipe with plain tuples (picklable, no LayerFit classes cross it):
 
 parent → child
-    ``("load", spec)``: spec is a dict of model path and load settings (see :func:`_llama_kwargs`)
+    ``("load", spec)``: spec is a dict of model path and load settings (see :func:`_llama_kwargs`);
+    for a split over several devices also ``workers`` (RPC endpoints, registered before the load)
+    and ``tensor_split`` (``core.devices.device_spec``)
     ``("chat", messages, sampling)``: OpenAI-style messages, a SamplingSettings dict
     ``("shutdown",)``: close the model and exit
 child → parent
