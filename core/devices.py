@@ -244,8 +244,8 @@ def estimate_devices(model: ModelInfo, settings: LoadSettings, gpu_layers: int, 
     # Pipeline parallelism (llama-context.cpp): with more than one device, every layer offloaded,
     # offload_kqv and no tensor overrides, the scheduler keeps GGML_SCHED_MAX_COPIES = 4 copies of
     # each input, never overwritten, so that consecutive micro-batches can overlap.
-    n_used = len({w for w in where if w != CPU})
-    pipeline = (n_used > 1 and gpu_layers > n and settings.offload_kqv and not exps_cpu)
+    # llama.cpp counts the model's devices (model.n_devices()), not the ones that got layers.
+    pipeline = (len(devices) > 1 and gpu_layers > n and settings.offload_kqv and not exps_cpu)
     copies = 4 if pipeline else 1
     ov = overhead or DEFAULT_OVERHEAD
     op_offload_dev = next((i for i, d in enumerate(devices) if d.kind == "cuda"), None) \
