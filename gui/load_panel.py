@@ -188,6 +188,7 @@ class LoadPanel(QGroupBox):
         self.hw_custom.valueChanged.connect(lambda _v: self.hardware_changed.emit())
         self.cards_spin.valueChanged.connect(lambda _v: self.hardware_changed.emit())
         self.workers_edit.editingFinished.connect(self._on_workers)
+        self.workers_changed.connect(self.hardware_changed)  # saved with the hardware choice
         self._workers: tuple[str, ...] = ()
         self.headroom_spin.valueChanged.connect(self._emit)
 
@@ -317,6 +318,7 @@ class LoadPanel(QGroupBox):
                 idx = 0
         self.hw_combo.setCurrentIndex(idx)
         self.hw_custom.setVisible(self.hw_combo.currentData() == CUSTOM)
+        self.cards_spin.setVisible(self.hw_combo.currentData() != THIS_MACHINE)
 
     def hardware(self) -> Hardware:
         """The hardware to plan for: the machine, or a what-if card with this machine's RAM."""

@@ -302,6 +302,10 @@ class MainWindow(QMainWindow):
             self.load_panel.set_headroom(s.headroom_mib * MiB)
         with _restoring("hardware", problems):
             self.load_panel.set_hardware_choice(s.hardware_choice)
+            self.load_panel.cards_spin.setValue(max(1, min(8, int(s.what_if_cards))))
+        if s.workers:
+            with _restoring("workers", problems):
+                self.load_panel.set_workers([str(x) for x in s.workers])
         if s.load_settings:
             with _restoring("load settings", problems):
                 self.load_panel.set_settings(LoadSettings.from_dict(s.load_settings))
@@ -730,6 +734,8 @@ class MainWindow(QMainWindow):
             s.load_settings = self.load_panel.settings().to_dict()
         s.headroom_mib = int(round(self.load_panel.headroom() / MiB))
         s.hardware_choice = self.load_panel.hardware_choice()
+        s.workers = list(self.load_panel.workers())
+        s.what_if_cards = self.load_panel.cards_spin.value()
         s.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode()
         s.window_state = bytes(self.saveState().toBase64().data()).decode()
         s.last_chat_id = current.last_chat_id

@@ -113,3 +113,16 @@ def test_worker_killed_mid_chat_the_app_survives_and_reloads_without_it(qtbot, d
     finally:
         a.stop()
         b.stop()
+
+
+def test_workers_and_card_count_are_remembered(qtbot, demo_model: Path) -> None:  # type: ignore[no-untyped-def]
+    w = _window(qtbot)
+    qtbot.waitUntil(lambda: w.plan is not None and w.plan.model.path == str(demo_model), timeout=60000)
+    w.load_panel.set_hardware_choice("rtx3090")
+    w.load_panel.cards_spin.setValue(2)
+    w.load_panel.set_workers(["8GiB", "10.0.0.5:50052"])
+    w.close()
+    again = _window(qtbot)
+    assert again.load_panel.workers() == ("8GiB", "10.0.0.5:50052")
+    assert again.load_panel.cards_spin.value() == 2 and again.load_panel.hardware_choice() == "rtx3090"
+    assert len(again.load_panel.hardware().gpus) == 2
