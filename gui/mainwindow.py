@@ -443,12 +443,16 @@ class MainWindow(QMainWindow):
     def _probe_workers(self) -> None:
         """Ask each typed worker for its devices and memory (network: a background thread)."""
         endpoints = self.load_panel.workers()
+        # Workers the loaded model is using are busy with this app's engine (a worker serves one
+        # client at a time): their last answer stands.
+        in_use = {str(d.get("endpoint")) for d in (self.load_result.devices if self.load_result else ())}
+        known = {ep: info for ep, info in self._worker_infos.items() if ep in in_use}
 
         def work() -> tuple[dict[str, WorkerInfo], dict[str, str]]:
             ok: dict[str, WorkerInfo] = {}
             bad: dict[str, str] = {}
             for ep in endpoints:
-                hypothetical = rpc_what_if(ep)
+                hypothetical = rpc_what_if(ep) or known.get(ep)
                 if hypothetical is not None:
                     ok[ep] = hypothetical
                     continue
@@ -545,7 +549,9 @@ class MainWindow(QMainWindow):
 
         def work(progress: Callable[[Any], None]) -> LoadResult:
             if use_multi:
-                # Ask the workers again now: one that died since planning is left out, in words.
+                # Ask the workers again now: one that died since planning is left out, in words. A
+                # worker serves one client at a time, so the model loaded now lets go of them first.
+                engine.unload()
                 multi, dp = multi_plan(model, inputs.settings, machine, inputs.headroom, workers)
                 return engine.load(multi, progress=lambda f: progress(float(f)), cancel=cancel, devices=dp)
             return engine.load(plan, progress=lambda f: progress(float(f)), cancel=cancel)

@@ -72,6 +72,13 @@ def test_worker_in_the_app_plans_and_loads_through_it(qtbot, demo_model: Path) -
         rows = w.meter.devices.rows
         assert [r["kind"] for r in rows] == ["rpc", "host"]
         assert rows[0]["endpoint"] == worker.endpoint and rows[0]["weights"] > 0  # measured on the worker
+        # Loading again while loaded: the engine lets go of the worker first, so it is not "busy".
+        w.load_panel.ctx_spin.setValue(2048)
+        qtbot.waitUntil(lambda: w.plan is not None and w.plan.settings.n_ctx == 2048)
+        with qtbot.waitSignal(w.loaded, timeout=180000):
+            w.load_action.trigger()
+        assert [r["kind"] for r in w.meter.devices.rows] == ["rpc", "host"]
+        assert w.load_result is not None and w.load_result.n_ctx == 2048
         with qtbot.waitSignal(w.unloaded, timeout=60000):
             w.unload_action.trigger()
     finally:
