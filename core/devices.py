@@ -105,6 +105,8 @@ class DeviceLoad:
             parts.append(f"blocks {blocks[0]}-{blocks[-1]}" if len(blocks) > 1 else f"block {blocks[0]}")
         if n_layer in self.layers:
             parts.append("output")
+        if self.kind == "host":  # llama.cpp keeps the input layer (token_embd) on the CPU, always
+            parts.insert(0, "token embeddings")
         return " + ".join(parts) or "none"
 
     def to_dict(self, n_layer: int) -> dict[str, Any]:

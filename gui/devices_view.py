@@ -1,4 +1,5 @@
-"""One memory bar per device (GPU 0, GPU 1, each RPC worker, RAM), for plans over several devices.
+"""One memory bar per device (GPU 0, GPU 1, each RPC worker), for plans over several devices; RAM keeps
+the meter's own bar (against the machine's RAM) and gets a line with what it holds.
 
 Each row: the device's name and its layer range, a bar segmented like the meter's (weights, KV cache,
 compute, overhead) against the device's free memory, and the numbers. The rows come from
@@ -44,6 +45,14 @@ class DeviceBars(QWidget):
             return
         r = 0
         for row in self.rows:
+            if row.get("kind") == "host":  # the meter's RAM bar (against the RAM) already draws it
+                note = QLabel(f"<b>RAM</b> holds {row.get('layers', '')}: <b>{theme.gib(int(row.get('total', 0)))}</b>"
+                              f" {'measured' if measured else 'planned'} (the RAM bar above)")
+                note.setWordWrap(True)
+                self._grid.addWidget(note, r, 0, 1, 2)
+                self._widgets.append(note)
+                r += 1
+                continue
             title = QLabel(f"<b>{_short(row)}</b>")
             title.setToolTip(str(row.get("name", "")))
             bar = BarWidget()

@@ -133,6 +133,8 @@ class MainWindow(QMainWindow):
         self._save_timer.setInterval(SAVE_DEBOUNCE_MS)
         restore_problems = self._restore_settings()
         self._connect_signals()
+        if self.load_panel.workers():  # restored before the signals were wired: ask them now
+            self._probe_workers()
         self._update_actions()
         if restore_problems:
             notifier().warning("Some saved settings could not be used, so they are back to their defaults: "
