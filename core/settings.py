@@ -45,6 +45,8 @@ class AppSettings:
     sampling: dict[str, Any] = field(default_factory=dict)  # SamplingSettings.to_dict()
     headroom_mib: int = 768
     hardware_choice: str = "this machine"  # or a preset key / size
+    workers: list[str] = field(default_factory=list)  # RPC workers (host:port, or a what-if size)
+    what_if_cards: int = 1  # how many of the what-if card
     window_geometry: str | None = None  # base64 of QWidget.saveGeometry()
     window_state: str | None = None
     last_chat_id: str | None = None

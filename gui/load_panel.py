@@ -7,6 +7,8 @@ knob moves; the main window turns that into a new plan.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -16,6 +18,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QSlider,
     QSpinBox,
     QWidget,
@@ -51,6 +54,7 @@ class LoadPanel(QGroupBox):
 
     settings_changed = Signal()
     hardware_changed = Signal()
+    workers_changed = Signal()  # the list of RPC workers was edited
     notice = Signal(str)  # a rule the panel enforced ("KV cache set back to f16: …")
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -141,6 +145,18 @@ class LoadPanel(QGroupBox):
         hw_row = QHBoxLayout()
         hw_row.addWidget(self.hw_combo, 1)
         hw_row.addWidget(self.hw_custom)
+        # Several devices: more what-if cards of the same kind, and RPC workers (`layerfit worker`).
+        self.cards_spin = QSpinBox()
+        self.cards_spin.setRange(1, 8)
+        self.cards_spin.setPrefix("× ")
+        self.cards_spin.setToolTip("How many of the what-if card: plan a box with 2× RTX 3090 before buying it")
+        self.cards_spin.setVisible(False)
+        hw_row.addWidget(self.cards_spin)
+        self.workers_edit = QLineEdit()
+        self.workers_edit.setPlaceholderText("host:port, … (machines running `layerfit worker`), or 24GiB: what if")
+        self.workers_edit.setToolTip("Other machines (or this one) running `layerfit worker`: llama.cpp's RPC "
+                                     "server. The model is split across them, this machine's GPUs and RAM.")
+        self.workers_edit.setClearButtonEnabled(True)
         headroom_row = QHBoxLayout()
         headroom_row.addWidget(self.headroom_spin)
         headroom_row.addWidget(QLabel("for other programs"), 1)
@@ -148,6 +164,7 @@ class LoadPanel(QGroupBox):
         form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
         form.addRow("Plan for", hw_row)
+        form.addRow("Workers", self.workers_edit)
         form.addRow("Keep free", headroom_row)
         form.addRow("Context", ctx_row)
         form.addRow("GPU layers", layers_row)
@@ -169,6 +186,10 @@ class LoadPanel(QGroupBox):
         self.swa_check.toggled.connect(self._emit)
         self.hw_combo.currentIndexChanged.connect(self._on_hw_combo)
         self.hw_custom.valueChanged.connect(lambda _v: self.hardware_changed.emit())
+        self.cards_spin.valueChanged.connect(lambda _v: self.hardware_changed.emit())
+        self.workers_edit.editingFinished.connect(self._on_workers)
+        self.workers_changed.connect(self.hardware_changed)  # saved with the hardware choice
+        self._workers: tuple[str, ...] = ()
         self.headroom_spin.valueChanged.connect(self._emit)
 
     # ---- model ----------------------------------------------------------------------------------------
@@ -303,13 +324,32 @@ class LoadPanel(QGroupBox):
                 idx = 0
         self.hw_combo.setCurrentIndex(idx)
         self.hw_custom.setVisible(self.hw_combo.currentData() == CUSTOM)
+        self.cards_spin.setVisible(self.hw_combo.currentData() != THIS_MACHINE)
 
     def hardware(self) -> Hardware:
         """The hardware to plan for: the machine, or a what-if card with this machine's RAM."""
         choice = self.hardware_choice()
         if choice == THIS_MACHINE:
             return self._machine
-        return what_if(choice, base=self._machine)
+        hw = what_if(choice, base=self._machine)
+        n = self.cards_spin.value()
+        if n > 1 and hw.gpus:
+            hw = replace(hw, gpus=tuple(replace(hw.gpus[0], index=i) for i in range(n)))
+        return hw
+
+    def workers(self) -> tuple[str, ...]:
+        """The RPC workers typed in (host:port each, as written; checked by the planner)."""
+        return self._workers
+
+    def set_workers(self, endpoints: tuple[str, ...] | list[str]) -> None:
+        self.workers_edit.setText(", ".join(endpoints))
+        self._on_workers()
+
+    def _on_workers(self) -> None:
+        parts = tuple(p.strip() for p in self.workers_edit.text().replace(";", ",").split(",") if p.strip())
+        if parts != self._workers:
+            self._workers = parts
+            self.workers_changed.emit()
 
     # ---- internal ---------------------------------------------------------------------------------------------
     def _emit(self, *_args: object) -> None:
@@ -375,6 +415,7 @@ class LoadPanel(QGroupBox):
 
     def _on_hw_combo(self, _i: int) -> None:
         self.hw_custom.setVisible(self.hw_combo.currentData() == CUSTOM)
+        self.cards_spin.setVisible(self.hw_combo.currentData() != THIS_MACHINE)
         self.hardware_changed.emit()
 
     def kv_option_enabled(self, kv: str) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.devices import DevicePlan, is_multi, multi_plan
 from core.engine import Engine, LoadCancelled, LoadResult
 from core.errors import describe
 from core.fit import Plan, Suggestion, make_plan
@@ -43,6 +44,9 @@ from core.hardware import Hardware, probe, probe_ram_only
 from core.loadsettings import LoadSettings
 from core.modelfile import ModelfileError, ModelfileSpec, read_modelfile
 from core.ollama import OllamaModel
+from core.rpc import WorkerError, WorkerInfo
+from core.rpc import probe as rpc_probe
+from core.rpc import what_if_worker as rpc_what_if
 from core.settings import AppSettings
 from core.units import MiB
 from gui import theme
@@ -95,6 +99,9 @@ class MainWindow(QMainWindow):
         self.model_info: ModelInfo | None = None
         self.ollama_model: OllamaModel | None = None  # the Ollama model behind the selection, if any
         self.plan: Plan | None = None
+        self.device_plan: DevicePlan | None = None  # the split when the plan spans several devices
+        self._worker_infos: dict[str, WorkerInfo] = {}  # answers of the RPC workers, by endpoint as typed
+        self._worker_problems: dict[str, str] = {}  # why a worker can't be used, by endpoint as typed
         self.plan_inputs: PlanInputs | None = None
         self.load_result: LoadResult | None = None
         self.loaded_plan: Plan | None = None
@@ -129,6 +136,8 @@ class MainWindow(QMainWindow):
         self._save_timer.setInterval(SAVE_DEBOUNCE_MS)
         restore_problems = self._restore_settings()
         self._connect_signals()
+        if self.load_panel.workers():  # restored before the signals were wired: ask them now
+            self._probe_workers()
         self._update_actions()
         if restore_problems:
             notifier().warning("Some saved settings could not be used, so they are back to their defaults: "
@@ -268,6 +277,7 @@ class MainWindow(QMainWindow):
         self.load_panel.hardware_changed.connect(self._schedule_plan)
         self.load_panel.hardware_changed.connect(self._schedule_save)
         self.load_panel.notice.connect(notifier().info)
+        self.load_panel.workers_changed.connect(self._probe_workers)
         self._plan_timer.timeout.connect(self._update_plan)
         self._advice_timer.timeout.connect(self._update_advice)
         self._sweep_timer.timeout.connect(self._start_sweep)
@@ -300,6 +310,10 @@ class MainWindow(QMainWindow):
             self.load_panel.set_headroom(s.headroom_mib * MiB)
         with _restoring("hardware", problems):
             self.load_panel.set_hardware_choice(s.hardware_choice)
+            self.load_panel.cards_spin.setValue(max(1, min(8, int(s.what_if_cards))))
+        if s.workers:
+            with _restoring("workers", problems):
+                self.load_panel.set_workers([str(x) for x in s.workers])
         if s.load_settings:
             with _restoring("load settings", problems):
                 self.load_panel.set_settings(LoadSettings.from_dict(s.load_settings))
@@ -392,8 +406,13 @@ class MainWindow(QMainWindow):
         if inputs is None or self.model_info is None:
             return
         try:
-            plan = make_plan(self.model_info, inputs.settings, self.load_panel.hardware(), inputs.headroom,
-                             suggest=False)
+            multi = self._plan_devices(inputs)
+            self.device_plan = multi[1] if multi is not None else None
+            if multi is not None:
+                plan = multi[0]
+            else:
+                plan = make_plan(self.model_info, inputs.settings, self.load_panel.hardware(), inputs.headroom,
+                                 suggest=False)
         except Exception as exc:  # noqa: BLE001 - shown to the user, once per distinct message
             self.plan = None
             self.meter.clear(f"Can't plan this model: {exc}")
@@ -408,8 +427,10 @@ class MainWindow(QMainWindow):
         self.plan_inputs = inputs
         if self.loaded_plan is not None and self.load_result is not None and inputs == self.loaded_inputs:
             self.meter.set_measured(self.load_result.placement, self.loaded_plan)
+            self.meter.set_devices(list(self.load_result.devices) or None, measured=True)
         else:
             self.meter.set_plan(plan)
+            self.meter.set_devices(self.device_plan.to_json() if self.device_plan is not None else None)
         self.load_panel.show_resolved_layers(plan.gpu_layers)
         self._advice_timer.start()
         self._sweep_timer.start()
@@ -421,6 +442,9 @@ class MainWindow(QMainWindow):
         inputs, model = self.plan_inputs, self.model_info
         if inputs is None or model is None or self.plan is None or self.plan.model is not model:
             return
+        if self.device_plan is not None:  # the per-device plan already carries its reasons
+            self.advice.set_plan(self.plan)
+            return
         try:
             plan = make_plan(model, inputs.settings, self.load_panel.hardware(), inputs.headroom)
         except Exception as exc:  # noqa: BLE001 - the meter already shows the plan; say why advice is missing
@@ -429,6 +453,57 @@ class MainWindow(QMainWindow):
         self.plan = plan
         self.advice.set_plan(plan)
         self.plan_changed.emit(plan)
+
+    def _plan_devices(self, inputs: PlanInputs) -> tuple[Plan, DevicePlan] | None:
+        """The plan over several devices (workers, or more than one GPU); None for one GPU.
+
+        Workers are probed off the GUI thread (``_probe_workers``); here only their last answers are
+        used, and one not yet answered or unusable is a reason in words.
+        """
+        hw = self.load_panel.hardware()
+        workers = self.load_panel.workers()
+        assert self.model_info is not None
+        if not is_multi(hw, workers):
+            return None
+        infos = [self._worker_infos[w] for w in workers if w in self._worker_infos]
+        problems = [self._worker_problems.get(w, f"worker {w}: checking whether it answers…")
+                    for w in workers if w not in self._worker_infos]
+        plan, dp = multi_plan(self.model_info, inputs.settings, hw, inputs.headroom, infos=infos)
+        plan = replace(plan, reasons=tuple(problems) + plan.reasons)
+        return plan, replace(dp, problems=tuple(problems))
+
+    def _probe_workers(self) -> None:
+        """Ask each typed worker for its devices and memory (network: a background thread)."""
+        endpoints = self.load_panel.workers()
+        # Workers the loaded model is using are busy with this app's engine (a worker serves one
+        # client at a time): their last answer stands.
+        in_use = {str(d.get("endpoint")) for d in (self.load_result.devices if self.load_result else ())}
+        known = {ep: info for ep, info in self._worker_infos.items() if ep in in_use}
+
+        def work() -> tuple[dict[str, WorkerInfo], dict[str, str]]:
+            ok: dict[str, WorkerInfo] = {}
+            bad: dict[str, str] = {}
+            for ep in endpoints:
+                hypothetical = rpc_what_if(ep) or known.get(ep)
+                if hypothetical is not None:
+                    ok[ep] = hypothetical
+                    continue
+                try:
+                    ok[ep] = rpc_probe(ep)
+                except WorkerError as exc:
+                    bad[ep] = f"{exc}; planning without it"
+            return ok, bad
+
+        def done(res: tuple[dict[str, WorkerInfo], dict[str, str]]) -> None:
+            if self._closing or endpoints != self.load_panel.workers():
+                return  # stale: the list changed meanwhile
+            self._worker_infos, self._worker_problems = res
+            for msg in res[1].values():
+                notifier().warning(msg)
+            self._schedule_plan()
+
+        run_task(work, on_result=done, context="Checking the workers")
+        self._schedule_plan()
 
     def apply_suggestion(self, suggestion: Suggestion) -> None:
         """Put a suggestion's settings into the form (the plan follows)."""
@@ -471,7 +546,17 @@ class MainWindow(QMainWindow):
             return
         inputs = self.plan_inputs
         plan = self.plan
-        if inputs.hardware_choice != THIS_MACHINE:
+        # What-if workers (a size instead of host:port) are for planning only.
+        workers = tuple(w for w in self.load_panel.workers() if rpc_what_if(w) is None)
+        model = self.model_info
+        machine = self.load_panel.machine()
+        use_multi = is_multi(machine, workers)
+        if len(workers) < len(self.load_panel.workers()):
+            notifier().info("What-if workers are only for planning: loading without them.")
+        if use_multi:
+            if inputs.hardware_choice != THIS_MACHINE:
+                notifier().info("Loading on this machine's hardware (the what-if cards are only for planning).")
+        elif inputs.hardware_choice != THIS_MACHINE:
             machine = self.load_panel.machine()
             try:
                 plan = make_plan(self.model_info, inputs.settings, machine, inputs.headroom)
@@ -495,6 +580,12 @@ class MainWindow(QMainWindow):
         self.chat_panel.set_model_loaded(False, None)
 
         def work(progress: Callable[[Any], None]) -> LoadResult:
+            if use_multi:
+                # Ask the workers again now: one that died since planning is left out, in words. A
+                # worker serves one client at a time, so the model loaded now lets go of them first.
+                engine.unload()
+                multi, dp = multi_plan(model, inputs.settings, machine, inputs.headroom, workers)
+                return engine.load(multi, progress=lambda f: progress(float(f)), cancel=cancel, devices=dp)
             return engine.load(plan, progress=lambda f: progress(float(f)), cancel=cancel)
 
         run_task(work, on_progress=self._on_load_progress,
@@ -518,6 +609,7 @@ class MainWindow(QMainWindow):
         self.load_result = result
         if self.current_inputs() == inputs:
             self.meter.set_measured(result.placement, plan)
+            self.meter.set_devices(list(result.devices) or None, measured=True)
         else:  # the form changed while loading: the meter keeps showing an estimate for it
             self._schedule_plan()
         self.advice.set_fallbacks(result.fallbacks)
@@ -576,6 +668,8 @@ class MainWindow(QMainWindow):
         self.loaded_plan = None
         self.loaded_inputs = None
         self._on_unloaded()
+        if self.load_panel.workers():  # a worker may be what died: ask them all again for the plan
+            self._probe_workers()
 
     def _on_unloaded(self) -> None:
         self.engine_state.setText("No model loaded")
@@ -681,6 +775,8 @@ class MainWindow(QMainWindow):
             s.load_settings = self.load_panel.settings().to_dict()
         s.headroom_mib = int(round(self.load_panel.headroom() / MiB))
         s.hardware_choice = self.load_panel.hardware_choice()
+        s.workers = list(self.load_panel.workers())
+        s.what_if_cards = self.load_panel.cards_spin.value()
         s.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode()
         s.window_state = bytes(self.saveState().toBase64().data()).decode()
         s.last_chat_id = current.last_chat_id
