@@ -38,6 +38,7 @@ _KV_RE = re.compile(r"llama_kv_cache: size = +([\d.]+) MiB \( *(\d+) cells, +(\d
 _COMPUTE_RE = re.compile(r"(\S+) compute buffer size = +([\d.]+) MiB")
 _OUTPUT_RE = re.compile(r"(\S+) +output buffer size = +([\d.]+) MiB")
 _MODEL_RE = re.compile(r"(\S+) model buffer size = +([\d.]+) MiB")
+_RS_RE = re.compile(r"llama_memory_recurrent: size = +([\d.]+) MiB \( *(\d+) cells, +(\d+) layers")
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,9 @@ def _child(path: str, p: Probe, real_load: bool) -> dict[str, Any]:
     compute = {m[1]: float(m[2]) for m in _COMPUTE_RE.finditer(text)}
     output = {m[1]: float(m[2]) for m in _OUTPUT_RE.finditer(text)}
     weights = {m[1]: float(m[2]) for m in _MODEL_RE.finditer(text)}
+    rs = [{"mib": float(m[1]), "cells": int(m[2]), "layers": int(m[3])} for m in _RS_RE.finditer(text)]
     fa = "flash_attn            = enabled" in text
-    return {"ok": True, "kv": kv, "compute": compute, "output": output, "weights": weights, "fa": fa}
+    return {"ok": True, "kv": kv, "compute": compute, "output": output, "weights": weights, "fa": fa, "rs": rs}
 
 
 def probe(path: str | Path, p: Probe, real_load: bool = False, timeout: float = 120.0) -> dict[str, Any]:

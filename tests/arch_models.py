@@ -34,6 +34,28 @@ _SMALL_VOCAB = 1031  # discovery vocabulary; no real dimension has this size
 
 #: Nemotron-H-8B's hybrid_override_pattern: M = Mamba2, * = attention, - = MLP (52 layers).
 _NEMOTRON_H_8B = "M-M-M-M*-" * 4 + "M-M-M-M-M-M-M-M-"
+#: Nemotron-3-Nano-30B-A3B: M = Mamba2, * = attention, E = MoE (52 layers).
+_NEMOTRON_3_NANO = "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME"
+
+#: Optional tensors the loader accepts as alternatives (TENSOR_NOT_REQUIRED) but the graph then needs:
+#: discovery can't ask for them, so real files' choice is seeded here: (name template, layers).
+#: Their shapes are still llama.cpp's (a wrong seed shape is corrected like any other).
+def _layers(n: int, pred: Any) -> list[int]:
+    return [il for il in range(n) if pred(il)]
+
+
+_SSM_BIASES = ("blk.{}.ssm_conv1d.bias", "blk.{}.ssm_dt.bias")
+SEEDS: dict[str, list[tuple[str, list[int]]]] = {
+    "phi3": [("blk.{}.attn_qkv.weight", list(range(32)))],
+    "qwen3next": [(t, _layers(48, lambda il: (il + 1) % 4 != 0))
+                  for t in ("blk.{}.attn_qkv.weight", "blk.{}.attn_gate.weight")],
+    "qwen35moe": [(t, _layers(40, lambda il: (il + 1) % 4 != 0))
+                  for t in ("blk.{}.attn_qkv.weight", "blk.{}.attn_gate.weight")],
+    "falcon-h1": [(t, list(range(44))) for t in _SSM_BIASES],
+    "nemotron_h": [(t, _layers(52, lambda il: _NEMOTRON_H_8B[il] == "M")) for t in _SSM_BIASES],
+    "nemotron_h_moe": [(t, _layers(52, lambda il: _NEMOTRON_3_NANO[il] == "M")) for t in _SSM_BIASES],
+    "granitehybrid": [(t, _layers(40, lambda il: il not in (5, 15, 25, 35))) for t in _SSM_BIASES],
+}
 
 # Published configs of real models, as convert_hf_to_gguf.py writes them (keys without the arch prefix
 # are written as "<arch>.<key>"; "general.*"/"tokenizer.*" as given). n_vocab is the real vocabulary.
@@ -176,10 +198,10 @@ ARCHS: dict[str, dict[str, Any]] = {
     "nemotron_h_moe": {"model": "Nemotron-3-Nano-30B-A3B", "n_vocab": 131072, "kv": {
         "block_count": 52, "context_length": 262144, "embedding_length": 2688,
         "feed_forward_length": [1856 if c == "E" else 0 for c in
-                                "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME"],
+                                _NEMOTRON_3_NANO],
         "attention.head_count": 32,
         "attention.head_count_kv": [2 if c == "*" else 0 for c in
-                                    "MEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEM*EMEMEMEM*EMEMEMEME"],
+                                    _NEMOTRON_3_NANO],
         "attention.key_length": 128, "attention.value_length": 128, "ssm.conv_kernel": 4, "ssm.inner_size": 4096,
         "ssm.state_size": 128, "ssm.time_step_rank": 64, "ssm.group_count": 8, "expert_count": 128,
         "expert_used_count": 6, "expert_feed_forward_length": 1856, "expert_shared_feed_forward_length": 3712,
@@ -240,8 +262,9 @@ def write_gguf(path: str | Path, arch: str, kv: dict[str, Any], n_vocab: int,
     for k, v in kv.items():
         _add_kv(w, k if k.startswith(("general.", "tokenizer.")) else f"{arch}.{k}", v)
     w.add_file_type(15)  # MOSTLY_Q4_K_M
-    toks = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
-    types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.BYTE] * 256
+    toks = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + ["<|endoftext|>"]
+    types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.BYTE] * 256 \
+        + [TokenType.CONTROL]
     toks += [f"\u2581w{i}" for i in range(n_vocab - len(toks))]
     types += [TokenType.NORMAL] * (n_vocab - len(types))
     w.add_tokenizer_model("llama")
@@ -302,6 +325,9 @@ def _discover_child(arch: str, max_iter: int = 4000) -> dict[str, Any]:
     L.llama_backend_init()
     kv = ARCHS[arch]["kv"]
     tensors: dict[str, list[int]] = {}
+    for template, layers in SEEDS.get(arch, []):
+        for il in layers:
+            tensors[template.format(il)] = [32]
     nextn = kv.get("nextn_predict_layers", 0)
     if nextn:  # a file with trunk and MTP layers (mtp_only/trunk_only probes in load_arch_tensors)
         e = kv["embedding_length"]
