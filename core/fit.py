@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from core.archs import warning_text
 from core.calibration import overhead_correction
 from core.gguf_info import ModelInfo
 from core.hardware import Hardware
@@ -69,6 +70,8 @@ class Plan:
     usable_vram: int = 0  # free VRAM minus headroom
     kv_total: int = 0  # KV cache of all layers, wherever it lives
     levers: tuple[str, ...] = ()  # "fewer layers", "experts in RAM", "KV in RAM", "CPU only"
+    verified: bool = True  # core.archs has checked this architecture against llama.cpp (or the referee has)
+    warnings: tuple[str, ...] = ()  # "not verified for <arch>: numbers may be off", shown in GUI, CLI, JSON
 
     @property
     def n_layers_total(self) -> int:
@@ -78,7 +81,7 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         """The object printed by ``layerfit plan --json`` (DESIGN.md contract)."""
         return {
-            "model": self.model.to_json(),
+            "model": {**self.model.to_json(), "verified": self.verified},
             "settings": self.settings.to_dict(),
             "gpu_layers": self.gpu_layers,
             "gpu": self.gpu.to_dict(),
@@ -91,6 +94,7 @@ class Plan:
             "predicted_tps": round(self.predicted_tps, 2),
             "use_gpu": self.use_gpu,
             "usable_vram": self.usable_vram,
+            "warnings": list(self.warnings),
         }
 
 
@@ -186,11 +190,13 @@ def _assemble(ctx: _Ctx, s: LoadSettings, fa: bool, e: Estimate, use_gpu: bool, 
     fits = (_gpu_ok(ctx, e) or not (use_gpu and ctx.has_gpu)) and _ram_ok(ctx, e)
     lay = _layout(ctx.model)
     tps = predict_tps(ctx.model, s, e.gpu_layers if use_gpu and ctx.has_gpu else 0, ctx.speed)
+    warning = warning_text(ctx.model)
     return Plan(model=ctx.model, settings=s.with_(n_gpu_layers=e.gpu_layers), hardware=ctx.hardware,
                 headroom=ctx.headroom, gpu_layers=e.gpu_layers, gpu=e.gpu, host=e.host,
                 processor=_processor(e, fits_gpu, lay.embd_bytes), fits_gpu=fits_gpu, fits=fits,
                 reasons=reasons, suggestions=suggestions, flash_attn=fa, predicted_tps=tps, use_gpu=use_gpu,
-                usable_vram=ctx.budget, kv_total=e.kv_total, levers=levers)
+                usable_vram=ctx.budget, kv_total=e.kv_total, levers=levers, verified=warning is None,
+                warnings=(warning,) if warning else ())
 
 
 def _choose(ctx: _Ctx, settings: LoadSettings) -> Plan:
@@ -302,6 +308,7 @@ def _reasons(ctx: _Ctx, requested: LoadSettings, p: Plan) -> tuple[str, ...]:
                    if ctx.ram > 0 else f"The CPU side uses {_g(p.host.total)} of RAM.")
     if m.n_ctx_train and s.n_ctx > m.n_ctx_train:
         out.append(f"num_ctx {s.n_ctx} is beyond what the model was trained for ({m.n_ctx_train}).")
+    out.extend(p.warnings)  # "not verified for <arch>: numbers may be off" (core.archs)
     return tuple(out)
 
 

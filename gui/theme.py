@@ -16,6 +16,7 @@ WEIGHTS = QColor("#4C8BF5")
 KV = QColor("#A66CFF")
 COMPUTE = QColor("#26A69A")
 OVERHEAD = QColor("#9E9E9E")
+RS = QColor("#C678DD")  # recurrent state (Mamba / delta-net layers): a cache like KV, a lighter violet
 OTHERS = QColor(128, 128, 128, 70)  # memory already used by other programs
 GOOD = QColor("#2E9D4F")
 PARTIAL = QColor("#E0A000")
@@ -26,6 +27,7 @@ SEGMENTS: tuple[tuple[str, str, QColor], ...] = (
     ("weights", "Weights", WEIGHTS),
     ("kv", "KV cache", KV),
     ("compute", "Compute", COMPUTE),
+    ("rs", "Recurrent state", RS),
     ("overhead", "CUDA overhead", OVERHEAD),
 )
 

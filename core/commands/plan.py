@@ -29,11 +29,17 @@ def format_plan(p: Plan) -> str:
         _row("", ["weights", "KV cache", "compute", "overhead", "total"]),
         _row("GPU", [fmt_bytes(x) for x in (p.gpu.weights, p.gpu.kv, p.gpu.compute, p.gpu.overhead, p.gpu.total)]),
         _row("RAM", [fmt_bytes(x) for x in (p.host.weights, p.host.kv, p.host.compute)] + ["", fmt_bytes(p.host.total)]),
+    ]
+    if p.gpu.rs or p.host.rs:  # recurrent state (Mamba / delta-net layers), included in the totals
+        lines.append(f"  recurrent state  GPU {fmt_bytes(p.gpu.rs)}  RAM {fmt_bytes(p.host.rs)}")
+    lines += [
         "",
         f"  layers on GPU  {p.gpu_layers}/{m.n_layer + 1}    processor  {p.processor}    "
         f"fits GPU  {'yes' if p.fits_gpu else 'no'}    fits  {'yes' if p.fits else 'no'}    "
         f"~{p.predicted_tps:.1f} tok/s",
     ]
+    for w in p.warnings:
+        lines.insert(0, f"WARNING: {w}")
     if p.reasons:
         lines += ["", "Why:"] + [f"  - {r}" for r in p.reasons]
     if p.suggestions:
