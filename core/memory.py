@@ -274,7 +274,14 @@ def _stages(model: ModelInfo, settings: LoadSettings, fa: bool, n_kv: int, n_swa
         if has_attn and fa:
             ffn += sum(n * T * 2 for n in _mask_sizes(model, n_kv, n_swa))
     else:
-        ffn = (3 * e + 2 * model.n_ff) * T * 4
+        # Gate, up and their (not in-place) product [n_ff, T], the residual and the normed input, and
+        # one attention-sized row (n_head x head_dim) are alive at the FFN peak; with flash attention
+        # the f16 masks, graph inputs used by every layer, stay allocated until the last layer. Checked
+        # against llama.cpp's CPU reserve at 262144 cells for llama, qwen3, mistral3 and exaone4 to
+        # 0.01 % (tests/test_archs_llamacpp.py; the peak there moves from the logits to the FFN).
+        ffn = (3 * model.n_ff + 2 * e + h * model.value_length) * T * 4
+        if has_attn and fa:
+            ffn += sum(n * T * 2 for n in _mask_sizes(model, n_kv, n_swa))
     return {"output": out, "attention": attn, "ffn": ffn, "tokens": T}
 
 

@@ -302,6 +302,17 @@ def write_spec_model(path: str | Path, arch: str, specs: dict[str, Any] | None =
     spec = (specs or load_specs())[arch]
     n_vocab = spec["n_vocab"]
     tensors = [(n, [n_vocab if d == _SMALL_VOCAB else d for d in ne]) for n, ne in spec["tensors"]]
+    # NextN/MTP layers last: llama.cpp skips them without load_mtp, and its CPU_Mapped line counts the
+    # mapped address range, so unused tensors between used ones would count (their pages are never read).
+    nextn = ARCHS[arch]["kv"].get("nextn_predict_layers", 0)
+    if nextn:
+        trunk = ARCHS[arch]["kv"]["block_count"] - nextn
+
+        def is_mtp(name: str) -> bool:
+            head = name.split(".")
+            return head[0] == "blk" and int(head[1]) >= trunk
+
+        tensors = [t for t in tensors if not is_mtp(t[0])] + [t for t in tensors if is_mtp(t[0])]
     return write_gguf(path, arch, ARCHS[arch]["kv"], n_vocab, tensors)
 
 
