@@ -52,7 +52,7 @@ class Probe:
     swa_full: bool = False
 
 
-def _child(path: str, p: Probe, real_load: bool) -> dict[str, Any]:
+def _child(path: str, p: Probe, real_load: bool, repack: bool = False) -> dict[str, Any]:
     """Runs in the child: load with no_alloc (or a real mmap load), create the context, parse the log."""
     import llama_cpp as L
 
@@ -66,7 +66,7 @@ def _child(path: str, p: Probe, real_load: bool) -> dict[str, Any]:
     L.llama_backend_init()
     mp = L.llama_model_default_params()
     mp.n_gpu_layers = 0
-    mp.use_extra_bufts = False  # no CPU_REPACK copy: weights stay in the mapped file
+    mp.use_extra_bufts = repack  # without it no CPU_REPACK copy: weights stay in the mapped file
     if not real_load:
         mp.no_alloc = True
         mp.load_mode = 0  # LLAMA_LOAD_MODE_NONE: mmap can't be combined with no_alloc
@@ -161,11 +161,15 @@ def probe_many(path: str | Path, probes: list[Probe], timeout: float = 300.0) ->
     return result
 
 
-def probe(path: str | Path, p: Probe, real_load: bool = False, timeout: float = 120.0) -> dict[str, Any]:
-    """llama.cpp's buffer sizes for ``p`` (MiB, as logged), from a child process."""
+def probe(path: str | Path, p: Probe, real_load: bool = False, timeout: float = 120.0,
+          repack: bool = False) -> dict[str, Any]:
+    """llama.cpp's buffer sizes for ``p`` (MiB, as logged), from a child process. ``repack`` (with
+    ``real_load``) lets llama.cpp make its CPU_REPACK copies, as llama-cpp-python does by default."""
     args = [sys.executable, str(Path(__file__).resolve()), "--probe", str(path), json.dumps(p.__dict__)]
     if real_load:
         args.append("--real")
+    if repack:
+        args.append("--repack")
     r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     out = r.stdout.strip().splitlines()
     if r.returncode != 0 or not out:
@@ -269,6 +273,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--probe", nargs=2, metavar=("GGUF", "JSON"), help=argparse.SUPPRESS)
     ap.add_argument("--real", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--repack", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--probe-many", nargs=2, metavar=("GGUF", "JSON"), help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="2 contexts, ubatch 512 only")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
@@ -279,7 +284,7 @@ def main() -> None:
         print(json.dumps(res))
         return
     if a.probe:
-        res = _child(a.probe[0], Probe(**json.loads(a.probe[1])), a.real)
+        res = _child(a.probe[0], Probe(**json.loads(a.probe[1])), a.real, a.repack)
         sys.stdout.flush()
         print(json.dumps(res))
         return

@@ -31,6 +31,7 @@ from core.archs import arch_layout
 from core.gguf_info import ModelInfo
 from core.loadsettings import LoadSettings
 from core.placement import DeviceMemory, HostMemory
+from core.repack import repack_bytes
 
 MiB = 1024**2
 KV_PAD = 256  # llama.cpp pads the KV cache size (cells) to 256
@@ -323,7 +324,9 @@ def estimate(model: ModelInfo, settings: LoadSettings, gpu_layers: int, *, flash
         # CPU only: the graph peak, the input embedding rows (on CUDA they sit in the pinned host
         # buffer, here in the compute buffer) and the logits output buffer.
         host_compute = max(st["output"], st["attention"], st["ffn"]) + model.n_embd * T * 4 + model.n_vocab * 4
-        host = HostMemory(weights=w_host + w_gpu, kv=sum(kv_layers), compute=host_compute, rs=sum(rs_layers))
+        repack = repack_bytes(model, range(arch_layout(model).n_layer_trunk), True) if settings.use_mmap else 0
+        host = HostMemory(weights=w_host + w_gpu, kv=sum(kv_layers), compute=host_compute, rs=sum(rs_layers),
+                          repack=repack)
         return Estimate(DeviceMemory(), host, 0, 0, False, fa, n_kv, n_swa, sum(kv_layers),
                         sum(lay.layer_bytes) + lay.out_bytes, {"stages": st})
 
@@ -365,7 +368,9 @@ def estimate(model: ModelInfo, settings: LoadSettings, gpu_layers: int, *, flash
         host_compute += 2 * max(model.n_head_kv, default=0) * model.key_length * T * 4
     if attn_on_cpu and not fa:
         host_compute += st["attention"]
-    host = HostMemory(weights=w_host, kv=kv_host, compute=host_compute, rs=rs_host)
+    repack = repack_bytes(model, range(min(first_gpu, arch_layout(model).n_layer_trunk)), not out_gpu) \
+        if settings.use_mmap else 0
+    host = HostMemory(weights=w_host, kv=kv_host, compute=host_compute, rs=rs_host, repack=repack)
     return Estimate(gpu, host, k, blocks, out_gpu, fa, n_kv, n_swa, sum(kv_layers),
                     sum(lay.layer_bytes) + lay.out_bytes,
                     {"stages": st, "compute_candidates": cands, "uses_cublas": uses_cublas})

@@ -306,8 +306,8 @@ class MeterWidget(QFrame):
 
         gpu_segs = [(s.gpu.weights, theme.WEIGHTS), (s.gpu.kv, theme.KV), (s.gpu.rs, theme.RS),
                     (s.gpu.compute, theme.COMPUTE), (s.gpu.overhead, theme.OVERHEAD)]
-        host_segs = [(s.host.weights, theme.WEIGHTS), (s.host.kv, theme.KV), (s.host.rs, theme.RS),
-                     (s.host.compute, theme.COMPUTE)]
+        host_segs = [(s.host.weights, theme.WEIGHTS), (s.host.repack, theme.REPACK), (s.host.kv, theme.KV),
+                     (s.host.rs, theme.RS), (s.host.compute, theme.COMPUTE)]
         if s.gpu_capacity > 0:
             others = max(0, s.gpu_capacity - s.gpu_free)
             over_gpu = others + s.gpu.total > s.gpu_capacity or (s.source == "plan" and s.gpu.total > s.gpu_usable)
@@ -331,11 +331,13 @@ class MeterWidget(QFrame):
             w.setVisible(s.gpu_capacity > 0)
         for w in self._legend_names["rs"]:  # only models with recurrent layers have a state
             w.setVisible(s.gpu.rs + s.host.rs > 0)
+        for w in self._legend_names["repack"]:  # llama.cpp's extra copy of repackable host weights
+            w.setVisible(s.host.repack > 0)
         for key, _label, _c in theme.SEGMENTS:
-            g = getattr(s.gpu, key)
+            g = getattr(s.gpu, key, 0)
             h = getattr(s.host, key, 0)
             parts = []
-            if s.gpu_capacity > 0:
+            if s.gpu_capacity > 0 and key != "repack":
                 parts.append(f"GPU {theme.gib(g, 2)}")
             if key != "overhead":
                 parts.append(f"RAM {theme.gib(h, 2)}")

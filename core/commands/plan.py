@@ -32,6 +32,8 @@ def format_plan(p: Plan) -> str:
     ]
     if p.gpu.rs or p.host.rs:  # recurrent state (Mamba / delta-net layers), included in the totals
         lines.append(f"  recurrent state  GPU {fmt_bytes(p.gpu.rs)}  RAM {fmt_bytes(p.host.rs)}")
+    if p.host.repack:  # llama.cpp's CPU_REPACK copy of repackable host weights, included in the RAM total
+        lines.append(f"  CPU repack copy  RAM {fmt_bytes(p.host.repack)} (on top of the mapped file)")
     lines += [
         "",
         f"  layers on GPU  {p.gpu_layers}/{m.n_layer + 1}    processor  {p.processor}    "
