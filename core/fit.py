@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from core import referee
 from core.archs import warning_text
 from core.calibration import overhead_correction
 from core.gguf_info import ModelInfo
@@ -72,6 +73,7 @@ class Plan:
     levers: tuple[str, ...] = ()  # "fewer layers", "experts in RAM", "KV in RAM", "CPU only"
     verified: bool = True  # core.archs has checked this architecture against llama.cpp (or the referee has)
     warnings: tuple[str, ...] = ()  # "not verified for <arch>: numbers may be off", shown in GUI, CLI, JSON
+    checked_by_llamacpp: bool = False  # llama.cpp's no-alloc pass checked weights/KV/RS (core.referee)
 
     @property
     def n_layers_total(self) -> int:
@@ -95,6 +97,7 @@ class Plan:
             "use_gpu": self.use_gpu,
             "usable_vram": self.usable_vram,
             "warnings": list(self.warnings),
+            "checked_by_llamacpp": self.checked_by_llamacpp,
         }
 
 
@@ -411,7 +414,8 @@ def make_plan(model: ModelInfo, settings: LoadSettings, hardware: Hardware,
     p = _choose(ctx, settings)
     reasons = _reasons(ctx, settings, p)
     sugg = _suggestions(ctx, settings, p) if suggest else ()
-    return replace(p, reasons=reasons, suggestions=sugg)
+    p = replace(p, reasons=reasons, suggestions=sugg)
+    return referee.apply(p, referee.lookup(model.path, p.settings))  # llama.cpp's check, when one ran
 
 
 def plan_for_layers(model: ModelInfo, settings: LoadSettings, hardware: Hardware, gpu_layers: int,

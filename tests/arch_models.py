@@ -222,6 +222,19 @@ ARCHS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Architectures llama.cpp knows but LayerFit has not verified: they must warn until the referee checks them.
+UNVERIFIED: dict[str, dict[str, Any]] = {
+    "olmoe": {"model": "OLMoE-1B-7B", "n_vocab": 50304, "kv": {
+        "block_count": 16, "context_length": 4096, "embedding_length": 2048, "feed_forward_length": 1024,
+        "attention.head_count": 16, "attention.head_count_kv": 16, "expert_count": 64, "expert_used_count": 8,
+        "attention.layer_norm_rms_epsilon": 1e-5, "rope.freq_base": 10000.0}},
+}
+
+
+def _config(arch: str) -> dict[str, Any]:
+    return ARCHS[arch] if arch in ARCHS else UNVERIFIED[arch]
+
+
 def _add_kv(w: GGUFWriter, key: str, v: Any) -> None:
     if isinstance(v, bool):
         w.add_bool(key, v)
@@ -304,16 +317,16 @@ def write_spec_model(path: str | Path, arch: str, specs: dict[str, Any] | None =
     tensors = [(n, [n_vocab if d == _SMALL_VOCAB else d for d in ne]) for n, ne in spec["tensors"]]
     # NextN/MTP layers last: llama.cpp skips them without load_mtp, and its CPU_Mapped line counts the
     # mapped address range, so unused tensors between used ones would count (their pages are never read).
-    nextn = ARCHS[arch]["kv"].get("nextn_predict_layers", 0)
+    nextn = _config(arch)["kv"].get("nextn_predict_layers", 0)
     if nextn:
-        trunk = ARCHS[arch]["kv"]["block_count"] - nextn
+        trunk = _config(arch)["kv"]["block_count"] - nextn
 
         def is_mtp(name: str) -> bool:
             head = name.split(".")
             return head[0] == "blk" and int(head[1]) >= trunk
 
         tensors = [t for t in tensors if not is_mtp(t[0])] + [t for t in tensors if is_mtp(t[0])]
-    return write_gguf(path, arch, ARCHS[arch]["kv"], n_vocab, tensors)
+    return write_gguf(path, arch, _config(arch)["kv"], n_vocab, tensors)
 
 
 # --- discovery (in a child process: a llama.cpp abort must not take the caller down) ------------
@@ -334,7 +347,7 @@ def _discover_child(arch: str, max_iter: int = 4000) -> dict[str, Any]:
 
     L.llama_log_set(cb, None)
     L.llama_backend_init()
-    kv = ARCHS[arch]["kv"]
+    kv = _config(arch)["kv"]
     tensors: dict[str, list[int]] = {}
     for template, layers in SEEDS.get(arch, []):
         for il in layers:
@@ -359,7 +372,7 @@ def _discover_child(arch: str, max_iter: int = 4000) -> dict[str, Any]:
             text = "".join(lines)
             if model:
                 L.llama_model_free(model)
-                return {"ok": True, "n_vocab": ARCHS[arch]["n_vocab"], "iterations": it,
+                return {"ok": True, "n_vocab": _config(arch)["n_vocab"], "iterations": it,
                         "tensors": [[n, s] for n, s in tensors.items()]}
             m = _SHAPE.search(text)
             if m:
@@ -398,7 +411,7 @@ def main(argv: list[str]) -> int:
             print(a, "ok" if res.get("ok") else "FAILED", res.get("iterations"),
                   "" if res.get("ok") else res.get("error", "")[-600:], flush=True)
             if res.get("ok"):
-                specs[a] = {"model": ARCHS[a]["model"], "n_vocab": res["n_vocab"], "tensors": res["tensors"]}
+                specs[a] = {"model": _config(a)["model"], "n_vocab": res["n_vocab"], "tensors": res["tensors"]}
                 SPECS.write_text(json.dumps(specs, indent=None, separators=(",", ":")) + "\n")
         return 0
     print(__doc__)

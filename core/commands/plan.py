@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from typing import TextIO
 
+from core import referee
 from core.cli import plan_inputs
 from core.fit import Plan, make_plan
 from core.gguf_info import read_model_info
@@ -59,6 +61,13 @@ def write_plan(args: argparse.Namespace, out: TextIO) -> int:
     model = read_model_info(args.model)
     inputs = plan_inputs(args)
     plan = make_plan(model, inputs.settings, inputs.hardware, inputs.headroom)
+    if getattr(args, "check", False):
+        result = referee.run_referee(model.path, plan.settings)
+        if result.ok:
+            referee.remember(model.path, plan.settings, result)
+            plan = referee.apply(plan, result)
+        else:
+            plan = replace(plan, reasons=plan.reasons + (f"llama.cpp's check did not run: {result.error}",))
     if args.json:
         out.write(json.dumps(plan.to_json(), ensure_ascii=False) + "\n")
     else:
