@@ -16,6 +16,7 @@ here is exactly that number (0…n_layer+1).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from core import referee
@@ -25,6 +26,7 @@ from core.gguf_info import ModelInfo
 from core.hardware import Hardware
 from core.loadsettings import KV_TYPES, LoadSettings
 from core.memory import DEFAULT_OVERHEAD, Estimate, GpuOverhead, _layout, estimate, resolve_flash_attn
+from core.mmproj import Projector, projector_for
 from core.placement import DeviceMemory, HostMemory, processor_line
 from core.speed import SpeedModel, predict_tps
 from core.units import fmt_bytes
@@ -74,6 +76,7 @@ class Plan:
     verified: bool = True  # core.archs has checked this architecture against llama.cpp (or the referee has)
     warnings: tuple[str, ...] = ()  # "not verified for <arch>: numbers may be off", shown in GUI, CLI, JSON
     checked_by_llamacpp: bool = False  # llama.cpp's no-alloc pass checked weights/KV/RS (core.referee)
+    projector: Projector | None = None  # an mmproj next to the model (core.mmproj), not in the totals
 
     @property
     def n_layers_total(self) -> int:
@@ -98,6 +101,8 @@ class Plan:
             "usable_vram": self.usable_vram,
             "warnings": list(self.warnings),
             "checked_by_llamacpp": self.checked_by_llamacpp,
+            **({"projector": self.projector.to_json(self.use_gpu and self.hardware.vram_free > 0)}
+               if self.projector else {}),
         }
 
 
@@ -414,7 +419,13 @@ def make_plan(model: ModelInfo, settings: LoadSettings, hardware: Hardware,
     p = _choose(ctx, settings)
     reasons = _reasons(ctx, settings, p)
     sugg = _suggestions(ctx, settings, p) if suggest else ()
-    p = replace(p, reasons=reasons, suggestions=sugg)
+    proj = projector_for(model.path)
+    if proj is not None:
+        where = "the GPU" if p.use_gpu and hardware.vram_free > 0 else "RAM"
+        reasons += (f"Vision projector {Path(proj.path).name}: {fmt_bytes(proj.weights)} more in {where} when a "
+                    "multimodal runner (LM Studio, llama.cpp's mtmd, Ollama) loads it, plus its image compute "
+                    "buffer; LayerFit's own chat loads the text model only, so it is not in these totals.",)
+    p = replace(p, reasons=reasons, suggestions=sugg, projector=proj)
     return referee.apply(p, referee.lookup(model.path, p.settings))  # llama.cpp's check, when one ran
 
 
