@@ -36,7 +36,10 @@ from core.repack import repack_bytes
 MiB = 1024**2
 KV_PAD = 256  # llama.cpp pads the KV cache size (cells) to 256
 OP_OFFLOAD_MIN_BATCH = 32  # ggml-cuda offload_op: prompt-sized matmuls on host weights run on the GPU
-_FA_HEAD_SIZES = {64, 80, 96, 112, 128, 256}  # head sizes the CUDA flash-attention kernels support
+_FA_HEAD_SIZES = {40, 64, 72, 80, 96, 112, 128, 256}  # head sizes the CUDA flash-attention kernels support
+#: (K, V) head sizes with their own CUDA kernels (ggml-cuda/fattn.cu): MLA 576/512 (DeepSeek, Kimi),
+#: 512/512 (Gemma-4 global layers), 192/128 and 320/256; each needs the GQA-optimised path.
+_FA_HEAD_PAIRS = {(576, 512), (512, 512), (192, 128), (320, 256)}
 
 #: ggml block sizes of the KV cache types: (elements per block, bytes per block).
 _KV_BLOCKS: dict[str, tuple[int, int]] = {"f32": (1, 4), "f16": (1, 2), "bf16": (1, 2), "q8_0": (32, 34),
@@ -168,7 +171,13 @@ def resolve_flash_attn(model: ModelInfo, settings: LoadSettings, has_gpu: bool) 
         return True
     if not has_gpu:
         return True
-    return model.key_length == model.value_length and model.key_length in _FA_HEAD_SIZES
+    meta = model.metadata
+    pairs = {(model.key_length, model.value_length)}
+    k_swa = meta.get(f"{model.arch}.attention.key_length_swa")
+    v_swa = meta.get(f"{model.arch}.attention.value_length_swa")
+    if isinstance(k_swa, int) and isinstance(v_swa, int):
+        pairs.add((k_swa, v_swa))
+    return all((k == v and k in _FA_HEAD_SIZES) or (k, v) in _FA_HEAD_PAIRS for k, v in pairs)
 
 
 @dataclass(frozen=True)
