@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core import referee
-from core.archs import warning_text
+from core.archs import arch_layout, warning_text
 from core.calibration import overhead_correction
 from core.gguf_info import ModelInfo
 from core.hardware import Hardware
@@ -86,7 +86,7 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         """The object printed by ``layerfit plan --json`` (DESIGN.md contract)."""
         return {
-            "model": {**self.model.to_json(), "verified": self.verified},
+            "model": {**self.model.to_json(), **_cache_facts(self.model), "verified": self.verified},
             "settings": self.settings.to_dict(),
             "gpu_layers": self.gpu_layers,
             "gpu": self.gpu.to_dict(),
@@ -104,6 +104,17 @@ class Plan:
             **({"projector": self.projector.to_json(self.use_gpu and self.hardware.vram_free > 0)}
                if self.projector else {}),
         }
+
+
+def _cache_facts(model: ModelInfo) -> dict[str, Any]:
+    """llama.cpp's effective cache layout (core.archs): built-in and chunked windows, KV and state layers."""
+    lay = arch_layout(model)
+    out: dict[str, Any] = {"n_kv_layers": sum(lay.has_kv), "n_recurrent_layers": sum(1 for x in lay.rs_elems if x)}
+    if lay.has_swa:
+        out.update(sliding_window=lay.n_swa, n_swa_layers=sum(s and k for s, k in zip(lay.swa, lay.has_kv,
+                                                                                      strict=True)),
+                   chunked_attention=lay.chunked)
+    return out
 
 
 # --- context ---------------------------------------------------------------------------------------
@@ -391,7 +402,7 @@ def _suggestions(ctx: _Ctx, requested: LoadSettings, p: Plan) -> tuple[Suggestio
                                   q.gpu_layers, q.processor, saves))
 
     # 4. Sliding-window layers with a full-size cache.
-    if requested.swa_full and any(m.swa_layers):
+    if requested.swa_full and arch_layout(m).has_swa:
         q = _choose(ctx, requested.with_(swa_full=False))
         if _better(q, p):
             out.append(sug(f"swa_full off (window-sized cache for sliding-window layers) → {_effect(q)}", q))

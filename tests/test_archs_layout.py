@@ -46,3 +46,18 @@ def test_unknown_architecture_warns(tmp_path: Path) -> None:
     assert warning_text(m) == ("not verified for brand-new-arch: numbers may be off "
                                "(LayerFit has not checked brand-new-arch against llama.cpp)")
     assert not arch_layout(m).verified
+
+
+def test_plan_json_states_the_effective_cache_layout(tmp_path: Path) -> None:
+    from core.fit import make_plan
+    from core.hardware import Hardware
+    from core.units import GiB
+
+    hw = Hardware((), 64 * GiB, 60 * GiB, 8, gpu_problem="none")
+    l4 = make_plan(read_model_info(write_spec_model(tmp_path / "l4.gguf", "llama4")), LoadSettings(n_ctx=32768), hw)
+    j = l4.to_json()["model"]
+    # Llama-4 has no window key: the 8192-token chunks are llama.cpp's built-in (3 chunked : 1 full).
+    assert (j["sliding_window"], j["n_swa_layers"], j["chunked_attention"], j["n_kv_layers"]) == (8192, 36, True, 48)
+    q3n = make_plan(read_model_info(write_spec_model(tmp_path / "q.gguf", "qwen3next")), LoadSettings(n_ctx=4096), hw)
+    assert (q3n.to_json()["model"]["n_kv_layers"], q3n.to_json()["model"]["n_recurrent_layers"]) == (12, 36)
+    assert q3n.host.rs == 36 * ((4 - 1) * (4096 + 2 * 16 * 128) + 128 * 4096) * 4

@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import TextIO
 
 from core import referee
+from core.archs import arch_layout
 from core.cli import plan_inputs
 from core.fit import Plan, make_plan
 from core.gguf_info import read_model_info
@@ -25,7 +26,7 @@ def format_plan(p: Plan) -> str:
     lines = [
         f"{m.name}  ({m.arch}, {m.n_layer} layers, {m.file_type}, {fmt_bytes(m.file_size)})",
         f"context {s.n_ctx}  KV {s.type_k}/{s.type_v}  flash attention {s.flash_attn}  "
-        f"batch {s.n_batch}/{s.n_ubatch}" + (f"  swa_full {'on' if s.swa_full else 'off'}" if any(m.swa_layers)
+        f"batch {s.n_batch}/{s.n_ubatch}" + (f"  swa_full {'on' if s.swa_full else 'off'}" if arch_layout(m).has_swa
                                              else ""),
         "",
         _row("", ["weights", "KV cache", "compute", "overhead", "total"]),
