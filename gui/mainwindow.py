@@ -35,6 +35,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core import referee
+from core.archs import arch_layout
 from core.devices import DevicePlan, is_multi, multi_plan
 from core.engine import Engine, LoadCancelled, LoadResult
 from core.errors import describe
@@ -370,6 +372,30 @@ class MainWindow(QMainWindow):
         self._schedule_plan()
         self._schedule_save()
         self._update_actions()
+        self._start_referee(info)
+
+    def _start_referee(self, info: ModelInfo) -> None:
+        """An architecture LayerFit has not verified: let llama.cpp's no-alloc pass check the numbers in
+        the background (a child process, about a second); the plan then says "checked by llama.cpp"."""
+        if arch_layout(info).verified:
+            return
+        inputs = self.current_inputs()
+        if inputs is None:
+            return
+        try:
+            settings = make_plan(info, inputs.settings, self.load_panel.hardware(), inputs.headroom,
+                                 suggest=False).settings
+        except Exception:  # noqa: BLE001 - the plan itself reports planning errors
+            return
+        path = info.path
+
+        def done(result: object) -> None:
+            if isinstance(result, referee.RefereeResult) and result.ok:
+                referee.remember(path, settings, result)
+                if self.model_info is not None and self.model_info.path == path:
+                    self._schedule_plan()
+
+        run_task(lambda: referee.run_referee(path, settings), on_result=done, on_error=lambda _exc: None)
 
     def _library_key(self) -> str:
         """The library's key for the current model: its path, or "ollama:NAME" for an Ollama model."""
