@@ -55,6 +55,19 @@ class LoadCancelled(EngineError):
     """The user cancelled a load."""
 
 
+class EngineStopped(EngineCrashed):
+    """A reply did not stop within ``STOP_DEADLINE`` after Stop or Unload, so its process was ended.
+
+    A subclass of EngineCrashed because the outcome is the same for the caller: nothing is loaded now,
+    and loading again works.
+    """
+
+
+#: Seconds a reply gets to end after Stop (or Unload, or closing) before its process is ended. The child
+#: stops a reply from inside well before this (core.engine_child's watchdog); this is the hard limit.
+STOP_DEADLINE = 2.0
+
+
 @dataclass(frozen=True)
 class Fallback:
     """One step the fallback ladder took: why, and where the model went instead."""
@@ -283,6 +296,9 @@ class Engine:
         self._lock = threading.RLock()
         self._nvml_base: int | None = None
         self._ctx = multiprocessing.get_context("spawn")
+        self._stop_at: float | None = None  # when Stop was pressed for the running reply (monotonic)
+        self._replying = False
+        self.stop_deadline = STOP_DEADLINE
 
     # --- state ------------------------------------------------------------------------------
 
@@ -385,6 +401,9 @@ class Engine:
                     raise LoadCancelled("loading was cancelled")
                 if outcome == "model":
                     raise EngineError(_model_error(current, info))
+                if outcome == "template":
+                    raise EngineError(f"{os.path.basename(current.model.path)} can't be used for chat: "
+                                      f"{info.get('message')}")
                 if outcome != "oom":
                     raise EngineError(f"llama.cpp could not load {os.path.basename(current.model.path)}: "
                                       f"{_best_line(info)}")
@@ -476,11 +495,15 @@ class Engine:
             t0 = time.perf_counter()
             first: float | None = None
             finished = False
+            self._replying = True
+            if child.stop.is_set():  # Stop came before the reply started: its deadline starts now
+                self._stop_at = time.monotonic()
             try:
                 child.send("chat", msgs, sampling.to_dict())
                 while True:
-                    msg = child.recv(None)
-                    if msg is None:  # pragma: no cover - recv(None) blocks until something happens
+                    msg = child.recv(0.1)
+                    if msg is None:
+                        self._enforce_stop_deadline()
                         continue
                     kind = msg[0]
                     if kind == "token":
@@ -516,13 +539,25 @@ class Engine:
                 self._drop_child(graceful=False)
                 raise
             finally:
-                if not finished:  # the caller closed the stream early: stop and drain to "done"
+                if not finished and self._child is child:  # the caller closed the stream early
                     child.stop.set()
                     self._drain(child)
                 child.stop.clear()
+                self._stop_at = None
+                self._replying = False
+
+    def _enforce_stop_deadline(self) -> None:
+        """After Stop, a reply that sends nothing for ``stop_deadline`` seconds loses its process."""
+        at = self._stop_at
+        if at is None or time.monotonic() - at < self.stop_deadline:
+            return
+        self._drop_child(graceful=False)
+        raise EngineStopped(f"the reply did not stop within {self.stop_deadline:g} s (the model was stuck in "
+                            f"its chat template or in evaluating the prompt), so LayerFit ended the engine "
+                            f"process and the model is unloaded; load it again to go on")
 
     def _drain(self, child: _Child) -> None:
-        deadline = time.monotonic() + 30.0
+        deadline = time.monotonic() + self.stop_deadline
         try:
             while time.monotonic() < deadline:
                 msg = child.recv(max(0.0, deadline - time.monotonic()))
@@ -534,10 +569,25 @@ class Engine:
             self._drop_child(graceful=False)
 
     def stop(self) -> None:
-        """Ask the running chat to stop; it ends within one token. Safe from any thread."""
+        """Ask the running chat to stop. Safe from any thread.
+
+        It ends within one token; a reply stuck before its first token (a chat template that loops, a
+        long prompt on the CPU) is cut short by the child's watchdog, and if even that fails the process
+        is ended after ``stop_deadline`` seconds (the chat then raises EngineStopped).
+        """
         child = self._child
         if child is not None:
+            if self._replying and self._stop_at is None:
+                self._stop_at = time.monotonic()
             child.stop.set()
+
+    def interrupt(self) -> None:
+        """Stop whatever the engine is doing (a reply or a load), from any thread, so that a queued
+        ``unload``/``close`` runs within ``stop_deadline`` seconds instead of waiting behind it."""
+        child = self._child
+        if child is not None:
+            child.cancel.set()
+        self.stop()
 
     # --- unload -----------------------------------------------------------------------------
 

@@ -12,8 +12,7 @@ import typing
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-#: Stored ints must fit Qt's 32-bit spin boxes; stored floats must be finite and sane.
-INT_RANGE = (-(2**31), 2**31 - 1)
+#: Stored floats must be finite and sane (NaN and 1e300 are damage, never a setting).
 FLOAT_LIMIT = 1e15
 
 
@@ -32,9 +31,8 @@ def _accepts(tp: Any, value: Any) -> tuple[bool, Any]:
         return True, value
     if tp is bool:
         return isinstance(value, bool), value
-    if tp is int:  # every int we store ends in a Qt widget, which holds 32 bits
-        ok = isinstance(value, int) and not isinstance(value, bool) and INT_RANGE[0] <= value <= INT_RANGE[1]
-        return ok, value
+    if tp is int:  # (ints too big for a widget are reported where they are applied, per setting)
+        return isinstance(value, int) and not isinstance(value, bool), value
     if tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= FLOAT_LIMIT
         return ok, float(value) if ok else None

@@ -525,6 +525,7 @@ class MainWindow(QMainWindow):
         if self.chat_panel.is_streaming:
             self.chat_panel.stop()
         engine = self._engine
+        engine.interrupt()  # a reply stuck before its first token must not keep Unload waiting
         self.load_result = None
         self.loaded_plan = None
         self.loaded_inputs = None
@@ -666,6 +667,7 @@ class MainWindow(QMainWindow):
             self._cancel.set()
         if self._engine is not None:
             engine = self._engine
+            engine.interrupt()  # closing never waits behind a stuck reply (hard limit: STOP_DEADLINE)
             run_task(engine.close, pool=engine_pool(), context="Closing the engine")
         wait_all(15000)
         super().closeEvent(event)

@@ -162,8 +162,6 @@ def test_settings_values_out_of_range_fall_back_one_by_one() -> None:
     assert s.notice is not None and "headroom_mib" in s.notice
     path.write_text('{"headroom_mib": 1e300}', encoding="utf-8")
     assert AppSettings.load().headroom_mib == AppSettings().headroom_mib
-    path.write_text(f'{{"headroom_mib": {2**40}}}', encoding="utf-8")  # too big for a 32-bit spin box
-    assert AppSettings.load().headroom_mib == AppSettings().headroom_mib
 
 
 def test_a_fifo_as_settings_gives_defaults_that_refuse_to_overwrite_it() -> None:
