@@ -13,6 +13,7 @@ from pathlib import Path
 from core.cli import CliError, plan_inputs, sampling_from_args
 from core.fit import Plan, make_plan
 from core.gguf_info import read_model_info
+from core.library import path_problem
 from core.modelfile import ModelfileError, export_modelfile, spec_from
 from core.units import fmt_bytes
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if model.is_dir():
         raise CliError(f"{args.model} is a folder; give the path of a .gguf file")
     if not model.is_file():
-        raise CliError(f"no such model file: {args.model}")
+        raise CliError(path_problem(args.model))
     inputs = plan_inputs(args)
     info = read_model_info(model)  # a bad GGUF raises ModelFileError: one plain line from core.cli.main
     plan = make_plan(info, inputs.settings, inputs.hardware, inputs.headroom, suggest=False)

@@ -21,13 +21,14 @@ from typing import TextIO
 from core.cli import CliError, plan_inputs, sampling_from_args
 from core.engine import Engine
 from core.fit import Plan
+from core.library import path_problem
 
 
 def _model_path(args: argparse.Namespace) -> Path:
     if args.model:
         p = Path(args.model).expanduser()
         if not p.is_file():
-            raise CliError(f"no such model file: {args.model}")
+            raise CliError(path_problem(args.model))
         return p.resolve()
     from core.demo import DemoModelMissing, demo_model_path
 
