@@ -577,11 +577,21 @@ class MainWindow(QMainWindow):
                                                   "Modelfiles (Modelfile *.modelfile *.txt);;All files (*)")
             if not path:
                 return None
+        sampling = self.chat_panel.sampling()
+        if _file_size(path) > LARGE_MODELFILE_BYTES:  # parse off the GUI thread; apply when it is checked
+            name = Path(path).name
+            run_task(lambda: read_modelfile(path, sampling=sampling), on_result=self._use_import,
+                     on_error=lambda exc: notifier().error(exc, f"Import {name}"), context=f"Import {name}")
+            return None
         try:
-            spec = read_modelfile(path, sampling=self.chat_panel.sampling())
+            spec = read_modelfile(path, sampling=sampling)
         except (ModelfileError, OSError) as exc:
             notifier().error(exc, f"Import {Path(path).name}")
             return None
+        return self._use_import(spec)
+
+    def _use_import(self, spec: ModelfileSpec) -> ModelfileSpec:
+        """Apply a Modelfile that parsed and validated completely (nothing is applied from a broken one)."""
         self._import_spec = spec
         self.chat_panel.set_sampling(spec.sampling)
         if self.model_info is not None and self.model_info.path == spec.from_path:
@@ -671,6 +681,17 @@ class MainWindow(QMainWindow):
             run_task(engine.close, pool=engine_pool(), context="Closing the engine")
         wait_all(15000)
         super().closeEvent(event)
+
+
+#: A Modelfile larger than this is parsed on a worker thread (a 20,000-line SYSTEM is ~1 MB).
+LARGE_MODELFILE_BYTES = 256 * 1024
+
+
+def _file_size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except (OSError, ValueError):
+        return 0
 
 
 @contextlib.contextmanager
