@@ -580,7 +580,11 @@ class MainWindow(QMainWindow):
         sampling = self.chat_panel.sampling()
         if _file_size(path) > LARGE_MODELFILE_BYTES:  # parse off the GUI thread; apply when it is checked
             name = Path(path).name
-            run_task(lambda: read_modelfile(path, sampling=sampling), on_result=self._use_import,
+
+            def parsed(spec: ModelfileSpec) -> None:
+                self._use_import(spec)
+
+            run_task(lambda: read_modelfile(path, sampling=sampling), on_result=parsed,
                      on_error=lambda exc: notifier().error(exc, f"Import {name}"), context=f"Import {name}")
             return None
         try:
