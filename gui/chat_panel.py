@@ -48,6 +48,7 @@ from gui.chat_bubbles import BubbleDelegate
 from gui.chat_list_model import ChatListModel, ChatListRole
 from gui.chat_model import TranscriptModel, TranscriptRole, stats_text
 from gui.notify import notifier
+from gui.plain import esc
 from gui.workers import Task, engine_pool, run_stream
 
 if TYPE_CHECKING:
@@ -545,7 +546,7 @@ class ChatPanel(QWidget):
             detail = ev.text.strip() if ev.text else ""
             self.context_banner.setText(
                 "<b>The context is full.</b> The model can't see more text, so this reply was cut short. "
-                "Start a new chat, or load the model with a larger context." + (f"<br>{detail}" if detail else ""))
+                "Start a new chat, or load the model with a larger context." + (f"<br>{esc(detail)}" if detail else ""))
             self.context_banner.show()
         elif ev.kind == "done":
             stats: dict[str, Any] = {}
@@ -631,7 +632,7 @@ class ChatPanel(QWidget):
     def _reload_list(self) -> None:
         problems = self.chat_list.reload(self._store)
         for p in problems:
-            notifier().warning(f"Skipped a damaged chat ({p}); the file was left as it is.")
+            notifier().warning(f"Skipped a chat that could not be read ({p}).")
 
     def _open(self, chat: Chat, *, apply_settings: bool) -> None:
         self._draft_timer.stop()
@@ -812,7 +813,7 @@ class ChatPanel(QWidget):
         self.empty_hint.setVisible(empty)
         if self._loaded:
             name = (self._model_path or "").replace("\\", "/").rsplit("/", 1)[-1]
-            self.empty_hint.setText(f"<b>{name or 'The model'}</b> is loaded.<br>Type a message below and "
+            self.empty_hint.setText(f"<b>{esc(name or 'The model')}</b> is loaded.<br>Type a message below and "
                                     "press Ctrl+Enter.")
             self.input.setPlaceholderText("Type a message…  (Ctrl+Enter sends, Esc stops)")
         else:

@@ -48,6 +48,7 @@ from core.errors import describe
 from core.gguf_info import ModelInfo, read_model_info
 from core.library import LibraryEntry, list_models
 from gui import theme
+from gui.plain import tip
 from gui.workers import run_task
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -112,7 +113,7 @@ class ModelListModel(QAbstractListModel):
             # training-run label ("Smollm2 135M 8k Lc100K Mix1 Ep2"), so it goes in the tooltip.
             name = r.entry.name
             return f"{name} (demo)" if r.entry.source == "demo" else name
-        if role == Qt.ItemDataRole.ToolTipRole:
+        if role == Qt.ItemDataRole.ToolTipRole:  # text from the file and its name: shown literally (tip)
             lines = [r.entry.path]
             if r.info is not None and r.info.name and r.info.name != r.entry.name:
                 lines.append(f"name in the file: {r.info.name}")
@@ -126,7 +127,7 @@ class ModelListModel(QAbstractListModel):
                     lines.append(f"Mixture of experts: {i.n_expert} experts, {i.n_expert_used} used per token")
                 if i.sliding_window:
                     lines.append(f"Sliding-window attention: window {i.sliding_window:,}")
-            return "\n".join(lines)
+            return tip("\n".join(lines))
         if role == Role.PATH:
             return r.entry.path
         if role == Role.INFO:

@@ -52,6 +52,7 @@ from gui.library import LibraryPanel
 from gui.load_panel import THIS_MACHINE, LoadPanel
 from gui.meter import MeterWidget
 from gui.notify import Level, notifier
+from gui.plain import esc, plain_box, plain_label, tip
 from gui.tradeoff import TradeoffData, TradeoffView, sweep
 from gui.workers import engine_pool, run_task, wait_all
 
@@ -130,6 +131,8 @@ class MainWindow(QMainWindow):
         if restore_problems:
             notifier().warning("Some saved settings could not be used, so they are back to their defaults: "
                                + "; ".join(restore_problems))
+        if self.app_settings.notice:  # the settings file was damaged (kept aside) or held bad values
+            notifier().warning(self.app_settings.notice)
 
         if hardware is not None:
             self._set_machine(hardware)
@@ -149,7 +152,7 @@ class MainWindow(QMainWindow):
         self.meter = MeterWidget()
         self.advice = AdvicePanel()
 
-        self.model_title = QLabel("")
+        self.model_title = plain_label(QLabel(""))  # a file name: never markup
         self.model_title.setObjectName("modelTitle")
         self.model_title.setWordWrap(True)
         f = self.model_title.font()
@@ -157,6 +160,7 @@ class MainWindow(QMainWindow):
         f.setBold(True)
         self.model_title.setFont(f)
         self.model_facts = QLabel("")
+        self.model_facts.setTextFormat(Qt.TextFormat.RichText)  # our markup; outside text escaped
         self.model_facts.setWordWrap(True)
         self.model_facts.setStyleSheet(f"color:{theme.muted_css(self)};")
 
@@ -212,7 +216,7 @@ class MainWindow(QMainWindow):
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setToolTip("Stop loading the model")
         self.cancel_btn.setVisible(False)
-        self.engine_state = QLabel("No model loaded")
+        self.engine_state = plain_label(QLabel("No model loaded"))
         sb = self.statusBar()
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_btn)
@@ -323,13 +327,13 @@ class MainWindow(QMainWindow):
         if self._import_spec is not None and info.path == self._import_spec.from_path:
             self._apply_import()
         self.model_title.setText(Path(info.path).stem)
-        self.model_title.setToolTip(f"name in the file: {info.name}" if info.name else "")
+        self.model_title.setToolTip(tip(f"name in the file: {info.name}") if info.name else "")
         facts = [info.arch, f"{theme.params(info.n_params)} parameters" if info.n_params else "",
                  info.file_type, theme.gib(info.file_size), f"{info.n_layer} layers",
                  f"trained context {theme.tokens(info.n_ctx_train)}" if info.n_ctx_train else "",
                  f"MoE {info.n_expert_used}/{info.n_expert} experts" if info.n_expert else "",
                  f"sliding window {info.sliding_window:,}" if info.sliding_window else ""]
-        self.model_facts.setText(" · ".join(x for x in facts if x))
+        self.model_facts.setText(esc(" · ".join(x for x in facts if x)))
         self.setWindowTitle(f"LayerFit — {Path(info.path).name}")
         self._schedule_plan()
         self._schedule_save()
@@ -341,7 +345,7 @@ class MainWindow(QMainWindow):
         self.plan_inputs = None
         self.model_title.setText(Path(path).name)
         self.model_facts.setText(f"<span style='color:{theme.BAD.name()}'>Can't use this file: "
-                                 f"{error}</span>")
+                                 f"{esc(error)}</span>")
         self.meter.clear("This file can't be planned. Pick another model.")
         self.advice.clear()
         self.tradeoff.set_data(None)
@@ -631,7 +635,8 @@ class MainWindow(QMainWindow):
         if level == Level.ERROR.value and not self._closing:
             box = self._error_box
             if box is None or not box.isVisible():
-                box = QMessageBox(QMessageBox.Icon.Critical, "LayerFit", text, QMessageBox.StandardButton.Ok, self)
+                box = plain_box(QMessageBox(QMessageBox.Icon.Critical, "LayerFit", text,
+                                            QMessageBox.StandardButton.Ok, self))
                 box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
                 box.destroyed.connect(lambda *_: setattr(self, "_error_box", None))
                 self._error_box = box
