@@ -171,3 +171,33 @@ def test_interrupted_saves_are_cleaned_at_start() -> None:
     os.utime(keep, (old, old))
     assert clean_interrupted_saves() == 5
     assert not any(p.exists() for p in leftovers) and keep.exists()
+
+
+def test_unload_in_the_window_wins_over_a_reply_stuck_in_its_template(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The real engine, a chat template that never yields: Unload in the window ends the reply and frees
+    the model (it used to wait forever behind the reply on the one engine thread)."""
+    import psutil
+    from test_gui_main import CPU_MACHINE
+    from test_robust_engine import NEVER_YIELDS, wait_gone
+
+    model = write_tiny_model(tmp_path / "stuck.gguf", Shape(n_layer=2, chat_template=NEVER_YIELDS))
+    w = _window(qtbot, hardware=CPU_MACHINE)
+    w.library.add_files([str(model)])
+    w.library.select_path(str(model))
+    _wait_plan(qtbot, w, str(model))
+    w.load_panel.ctx_spin.setValue(512)
+    qtbot.waitUntil(lambda: w.plan is not None and w.plan.settings.n_ctx == 512)
+    with qtbot.waitSignal(w.loaded, timeout=180000):
+        w.load_action.trigger()
+    pid = w._engine.child_pid if w._engine is not None else None
+    assert pid is not None
+    w.chat_panel.input.setPlainText("hi")
+    assert w.chat_panel.send()
+    proc = psutil.Process(pid)
+    qtbot.waitUntil(lambda: proc.cpu_percent(0.1) > 30, timeout=60000)  # rendering the template
+    with qtbot.waitSignal(w.unloaded, timeout=60000):
+        w.unload_action.trigger()
+    qtbot.waitUntil(lambda: not w.chat_panel.is_streaming, timeout=60000)
+    assert w.load_result is None and w.engine_state.text() == "No model loaded"
+    assert wait_gone(pid)
+    assert w.chat_panel.current_chat.messages[0].content == "hi"  # the question is kept
