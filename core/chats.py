@@ -36,6 +36,10 @@ __all__ = [
 ]
 
 
+class NewerFormat(ValueError):
+    """A chat file written by a newer LayerFit: not damaged, so it is reported and left where it is."""
+
+
 class ChatFileError(Exception):
     """A chat file that could not be read. The message names the file and the problem in plain words."""
 
@@ -161,8 +165,10 @@ class Chat:
         if not isinstance(d, dict):
             raise ValueError("the file does not hold a chat object")
         version = d.get("version", FORMAT_VERSION)
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ValueError(f"it was written by a newer LayerFit (format {version!r})")
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise NewerFormat(f"it was written by a newer LayerFit (format {version}); it is left as it is")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ValueError(f"its format version {version!r} is not a number")
         cid = d.get("id")
         if not isinstance(cid, str) or not _ID_RE.match(cid):
             raise ValueError("it has no valid chat id")
@@ -293,8 +299,8 @@ class ChatStore:
             mtime = None
         try:
             chat = Chat.from_dict(raw, fallback_time=mtime)
-        except (ValueError, TypeError, RecursionError) as exc:
-            raise ChatFileError(path, str(exc), damaged=True) from None
+        except (ValueError, TypeError, RecursionError) as exc:  # a newer format is not damage: left alone
+            raise ChatFileError(path, str(exc), damaged=not isinstance(exc, NewerFormat)) from None
         if chat.id != path.stem:
             raise ChatFileError(path, f"its id {chat.id!r} does not match the file name")
         return chat

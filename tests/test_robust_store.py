@@ -113,6 +113,17 @@ def test_a_damaged_chat_is_set_aside_once_and_the_rest_load(tmp_path: Path, body
     assert second.problems == ()
 
 
+def test_a_chat_from_a_newer_layerfit_is_reported_and_left_alone(tmp_path: Path) -> None:
+    store = ChatStore(tmp_path)
+    good = _good_chat(store)
+    newer = tmp_path / "20250101-000000-deadbeef.json"
+    newer.write_text('{"version": 99, "id": "20250101-000000-deadbeef", "messages": []}', encoding="utf-8")
+    listing = store.list()
+    assert [c.id for c in listing.chats] == [good.id]
+    assert len(listing.problems) == 1 and "newer LayerFit" in listing.problems[0].problem
+    assert newer.exists() and not list(tmp_path.glob("*.bad-*"))
+
+
 def test_a_fifo_as_a_chat_file_does_not_block_the_list(tmp_path: Path) -> None:
     store = ChatStore(tmp_path)
     good = _good_chat(store)
