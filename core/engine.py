@@ -14,9 +14,13 @@ Loads follow the fitter's :class:`~core.fit.Plan`. When one fails for lack of me
 an out-of-memory log line, or the child dying mid-load), the engine takes the next plan from the
 fitter's ladder (DESIGN.md's lever order, down to CPU only) and records a :class:`Fallback`.
 
-Threading: call ``load``/``chat``/``unload`` from one worker thread at a time; ``stop()`` may be called
-from any thread (it only sets a shared Event the child checks after each token). ``cancel`` for a load
-is a ``threading.Event`` the caller sets from any thread.
+Threading: call ``load``/``chat``/``unload`` from one worker thread at a time; ``stop()`` and
+``interrupt()`` may be called from any thread. Stop sets a shared Event the child checks after each
+token; a reply that yields nothing is cut short inside the child (its watchdog: llama.cpp's abort
+callback during prompt evaluation, a SIGINT for Python work such as a looping chat template), and one
+that still runs ``STOP_DEADLINE`` seconds later loses its process (``EngineStopped``). ``cancel`` for a
+load is a ``threading.Event`` the caller sets from any thread. The child exits by itself when this
+process dies (SIGTERM, SIGKILL, a crash), so a model is never left loaded by an orphan.
 """
 
 from __future__ import annotations
