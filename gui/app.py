@@ -59,8 +59,11 @@ def clean_interrupted_saves() -> int:
 
     # Only the window (holding the lock) writes chats and settings: any temp file there is stale. The data
     # folder's calibration store is also written by `layerfit run`, so only old temp files go there.
-    return (clean_stale_temps(chats_dir(), min_age_s=0) + clean_stale_temps(config_dir(), min_age_s=0)
-            + clean_stale_temps(data_dir()))
+    # (On Windows the config and data folders can be the same folder.)
+    shared = config_dir().resolve() == data_dir().resolve()
+    return (clean_stale_temps(chats_dir(), min_age_s=0)
+            + clean_stale_temps(config_dir(), min_age_s=600 if shared else 0)
+            + (0 if shared else clean_stale_temps(data_dir())))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
