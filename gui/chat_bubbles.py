@@ -44,8 +44,8 @@ def shown_text(text: str) -> str:
     if len(text) <= SHOWN_CHARS:
         return text
     rest = len(text) - SHOWN_CHARS
-    return (text[:SHOWN_CHARS] + f"\n\n[… {rest:,} more characters not shown. Right-click → Copy message "
-                                 "gets the whole text.]")
+    return (text[:SHOWN_CHARS] + f"\n\n[… {rest:,} more characters not shown here. Right-click → Show whole "
+                                 "message, or Copy message.]")
 
 
 class BubbleDelegate(QStyledItemDelegate):

@@ -68,6 +68,17 @@ def test_a_long_message_is_shown_shortened_and_copied_whole() -> None:
     assert shown_text("short") == "short"
 
 
+def test_the_whole_long_message_opens_in_its_own_window(qtbot) -> None:  # type: ignore[no-untyped-def]
+    w = _window(qtbot)
+    text = "z" * 1_000_000
+    dlg = w.chat_panel.show_whole_message(text)
+    from PySide6.QtWidgets import QPlainTextEdit
+
+    view = dlg.findChild(QPlainTextEdit)
+    assert view is not None and view.toPlainText() == text and view.isReadOnly()
+    dlg.close()
+
+
 def test_damaged_settings_are_reported_once_in_the_window(qtbot, messages: list[tuple[str, str]]) -> None:  # type: ignore[no-untyped-def]
     path = settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)
