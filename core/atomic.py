@@ -10,8 +10,10 @@ import contextlib
 import errno
 import json
 import os
+import re
 import stat
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,15 @@ from typing import Any
 class SaveError(OSError):
     """Saving failed; the previous file (if any) is intact."""
 
+    def __str__(self) -> str:  # the words only: "[Errno 0] …" means nothing to a person
+        return str(self.strerror) if self.strerror else super().__str__()
+
 
 def _describe(exc: OSError, path: Path) -> str:
     if exc.errno == errno.ENOSPC:
         return f"the disk is full, so {path} was not saved (the previous version is intact)"
+    if exc.errno == errno.EISDIR:
+        return f"{path} is a folder, so it can't be saved as a file (nothing was changed)"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"no permission to write {path} (the previous version is intact)"
     return f"could not save {path}: {exc.strerror or exc} (the previous version is intact)"
@@ -94,3 +101,32 @@ def _fsync_dir(folder: Path) -> None:
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """JSON for LayerFit's own files (settings, chats, calibration): their folders are created."""
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n", make_dirs=True)
+
+
+#: ``tempfile.mkstemp(prefix=".NAME.", suffix=".tmp")``: a dot, the target's name, 8 random characters.
+_TEMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def clean_stale_temps(folder: str | Path, min_age_s: float = 600.0) -> int:
+    """Remove temp files an interrupted save left in ``folder`` (older than ``min_age_s``); returns how many.
+
+    Only names this module makes (``.NAME.XXXXXXXX.tmp``), only regular files, never recursing: a save
+    in progress (younger than ``min_age_s``) is left alone. Errors are ignored: cleaning is a courtesy.
+    """
+    removed = 0
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except (OSError, ValueError):
+        return 0
+    for e in entries:
+        try:
+            if not _TEMP_RE.match(e.name) or not e.is_file(follow_symlinks=False):
+                continue
+            if now - e.stat(follow_symlinks=False).st_mtime < min_age_s:
+                continue
+            os.unlink(e.path)
+            removed += 1
+        except OSError:
+            continue
+    return removed

@@ -18,20 +18,22 @@ Stored as ``calibration.json`` under ``core.settings.data_dir()``, written atomi
 
 from __future__ import annotations
 
-import contextlib
-import json
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 from core.atomic import write_json_atomic
 from core.placement import DeviceMemory
+from core.safeload import StoredFileError, read_json, set_aside
 from core.settings import data_dir
 
 MAX_SAMPLES = 15  # keep the most recent differences only: drivers change
 MAX_CORRECTION = 2 * 1024**3  # a larger gap means a broken measurement, not an overhead
 SPEED_RATIO_RANGE = (0.02, 50.0)  # outside this a "measurement" is noise (a stalled or paused process)
+
+
+#: The store holds a few numbers per GPU; anything far larger is damage.
+MAX_STORE_BYTES = 4 * 2**20
 
 
 def calibration_path() -> Path:
@@ -59,15 +61,12 @@ def _load(path: Path, *, for_update: bool = False) -> dict[str, Any]:
     if hit is not None and hit[0] == mtime and not for_update:
         return hit[1]
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw, _replaced = read_json(path, MAX_STORE_BYTES)
         if not isinstance(raw, dict) or not isinstance(raw.get("gpus"), dict):
-            raise ValueError("not a calibration store")
-    except OSError:
-        return _empty()
-    except ValueError:
-        if for_update:
-            with contextlib.suppress(OSError):
-                path.replace(path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}"))
+            raise StoredFileError(path, "damaged", "not a calibration store")
+    except StoredFileError as exc:
+        if for_update and exc.damaged:
+            set_aside(path)
         return _empty()
     if not for_update:
         _read_cache[str(path)] = (mtime, raw)

@@ -8,7 +8,6 @@ leaves the previous version of the file intact and raises ``SaveError`` with pla
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
@@ -19,12 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from core.atomic import SaveError, write_json_atomic
+from core.safeload import StoredFileError, finite_number, read_json, set_aside
 from core.settings import data_dir
 
 FORMAT_VERSION = 1
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 _ROLES = ("system", "user", "assistant")
 TITLE_LENGTH = 48
+#: A chat file larger than this is damage, not a conversation (a 1 MB message is still fine).
+MAX_CHAT_BYTES = 64 * 2**20
+#: Times outside [1970, 9999] are damage: ``datetime`` can't even show them.
+MAX_TIME = 253402300799.0
 
 __all__ = [
     "Chat", "ChatFileError", "ChatListing", "ChatStore", "Message", "SaveError", "chats_dir", "new_chat_id",
@@ -32,12 +36,17 @@ __all__ = [
 ]
 
 
+class NewerFormat(ValueError):
+    """A chat file written by a newer LayerFit: not damaged, so it is reported and left where it is."""
+
+
 class ChatFileError(Exception):
     """A chat file that could not be read. The message names the file and the problem in plain words."""
 
-    def __init__(self, path: str | Path, problem: str) -> None:
+    def __init__(self, path: str | Path, problem: str, *, damaged: bool = False) -> None:
         self.path = str(path)
         self.problem = problem
+        self.damaged = damaged  # the content is broken (worth setting aside), not just unreadable now
         super().__init__(f"chat file {Path(path).name}: {problem}")
 
 
@@ -147,13 +156,19 @@ class Chat:
         }
 
     @classmethod
-    def from_dict(cls, d: Any) -> Chat:
-        """Build a Chat from its JSON object; ``ValueError`` says what is wrong with it."""
+    def from_dict(cls, d: Any, fallback_time: float | None = None) -> Chat:
+        """Build a Chat from its JSON object; ``ValueError`` says what is wrong with it.
+
+        A date that is not a real time (``NaN``, ``1e300``, negative, not a number) is replaced by
+        ``fallback_time`` (the file's modification time when read from disk) instead of failing the chat.
+        """
         if not isinstance(d, dict):
             raise ValueError("the file does not hold a chat object")
         version = d.get("version", FORMAT_VERSION)
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ValueError(f"it was written by a newer LayerFit (format {version!r})")
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise NewerFormat(f"it was written by a newer LayerFit (format {version}); it is left as it is")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ValueError(f"its format version {version!r} is not a number")
         cid = d.get("id")
         if not isinstance(cid, str) or not _ID_RE.match(cid):
             raise ValueError("it has no valid chat id")
@@ -164,11 +179,13 @@ class Chat:
         if not isinstance(sampling, dict):
             raise ValueError("its sampling settings are not an object")
         model_path = d.get("model_path")
-        try:
-            created = float(d.get("created") or 0.0)
-            updated = float(d.get("updated") or created)
-        except (TypeError, ValueError) as exc:
-            raise ValueError("its dates are not numbers") from exc
+        fallback = finite_number(fallback_time, 0.0, MAX_TIME)
+        if fallback is None:
+            fallback = time.time()
+        created = finite_number(d.get("created"), 0.0, MAX_TIME)
+        if created is None:
+            created = fallback
+        updated = finite_number(d.get("updated"), 0.0, MAX_TIME) or created
         return cls(
             id=cid,
             title=str(d.get("title") or ""),
@@ -183,7 +200,10 @@ class Chat:
 
     def updated_text(self) -> str:
         """``updated`` as local "YYYY-MM-DD HH:MM" for lists and tooltips."""
-        return datetime.fromtimestamp(self.updated).strftime("%Y-%m-%d %H:%M")
+        try:
+            return datetime.fromtimestamp(self.updated).strftime("%Y-%m-%d %H:%M")
+        except (OverflowError, OSError, ValueError):  # a time set by hand that the platform can't show
+            return "unknown date"
 
 
 @dataclass(frozen=True)
@@ -231,6 +251,10 @@ class ChatStore:
             try:
                 chats.append(self._read(path))
             except ChatFileError as exc:
+                if exc.damaged:  # kept aside, so the user hears about it once and the next start is clean
+                    moved = set_aside(path)
+                    if moved is not None:
+                        exc = ChatFileError(path, f"{exc.problem}; it was kept aside as {moved.name}")
                 problems.append(exc)
         chats.sort(key=lambda c: (c.updated, c.id), reverse=True)
         return ChatListing(tuple(chats), tuple(problems))
@@ -263,20 +287,20 @@ class ChatStore:
         return listing.chats[0] if listing.chats else None
 
     def _read(self, path: Path) -> Chat:
+        """One chat through the bounded loader (regular files only, size, depth and numbers bounded)."""
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ChatFileError(path, "the file does not exist") from exc
-        except OSError as exc:
-            raise ChatFileError(path, f"could not be read ({exc.strerror or exc})") from exc
-        except UnicodeDecodeError as exc:
-            raise ChatFileError(path, "it is not text (the file is damaged)") from exc
-        except json.JSONDecodeError as exc:
-            raise ChatFileError(path, f"it is not valid JSON (line {exc.lineno}); the file is damaged") from exc
+            raw, _replaced = read_json(path, MAX_CHAT_BYTES)
+        except StoredFileError as exc:
+            problem = "the file does not exist" if exc.kind == "missing" else exc.problem
+            raise ChatFileError(path, problem, damaged=exc.damaged) from None
         try:
-            chat = Chat.from_dict(raw)
-        except ValueError as exc:
-            raise ChatFileError(path, str(exc)) from exc
+            mtime: float | None = path.stat().st_mtime
+        except (OSError, ValueError):
+            mtime = None
+        try:
+            chat = Chat.from_dict(raw, fallback_time=mtime)
+        except (ValueError, TypeError, RecursionError) as exc:  # a newer format is not damage: left alone
+            raise ChatFileError(path, str(exc), damaged=not isinstance(exc, NewerFormat)) from None
         if chat.id != path.stem:
             raise ChatFileError(path, f"its id {chat.id!r} does not match the file name")
         return chat

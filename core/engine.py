@@ -14,9 +14,13 @@ Loads follow the fitter's :class:`~core.fit.Plan`. When one fails for lack of me
 an out-of-memory log line, or the child dying mid-load), the engine takes the next plan from the
 fitter's ladder (DESIGN.md's lever order, down to CPU only) and records a :class:`Fallback`.
 
-Threading: call ``load``/``chat``/``unload`` from one worker thread at a time; ``stop()`` may be called
-from any thread (it only sets a shared Event the child checks after each token). ``cancel`` for a load
-is a ``threading.Event`` the caller sets from any thread.
+Threading: call ``load``/``chat``/``unload`` from one worker thread at a time; ``stop()`` and
+``interrupt()`` may be called from any thread. Stop sets a shared Event the child checks after each
+token; a reply that yields nothing is cut short inside the child (its watchdog: llama.cpp's abort
+callback during prompt evaluation, a SIGINT for Python work such as a looping chat template), and one
+that still runs ``STOP_DEADLINE`` seconds later loses its process (``EngineStopped``). ``cancel`` for a
+load is a ``threading.Event`` the caller sets from any thread. The child exits by itself when this
+process dies (SIGTERM, SIGKILL, a crash), so a model is never left loaded by an orphan.
 """
 
 from __future__ import annotations
@@ -62,6 +66,19 @@ class EngineCrashed(EngineError):
 
 class LoadCancelled(EngineError):
     """The user cancelled a load."""
+
+
+class EngineStopped(EngineCrashed):
+    """A reply did not stop within ``STOP_DEADLINE`` after Stop or Unload, so its process was ended.
+
+    A subclass of EngineCrashed because the outcome is the same for the caller: nothing is loaded now,
+    and loading again works.
+    """
+
+
+#: Seconds a reply gets to end after Stop (or Unload, or closing) before its process is ended. The child
+#: stops a reply from inside well before this (core.engine_child's watchdog); this is the hard limit.
+STOP_DEADLINE = 2.0
 
 
 @dataclass(frozen=True)
@@ -319,6 +336,9 @@ class Engine:
         self._nvml_base: int | None = None
         self._ctx = multiprocessing.get_context("spawn")
         self._device_plan: DevicePlan | None = None  # the multi-device split of the current load
+        self._stop_at: float | None = None  # when Stop was pressed for the running reply (monotonic)
+        self._replying = False
+        self.stop_deadline = STOP_DEADLINE
 
     # --- state ------------------------------------------------------------------------------
 
@@ -438,6 +458,9 @@ class Engine:
                     raise LoadCancelled("loading was cancelled")
                 if outcome == "model":
                     raise EngineError(_model_error(current, info))
+                if outcome == "template":
+                    raise EngineError(f"{os.path.basename(current.model.path)} can't be used for chat: "
+                                      f"{info.get('message')}")
                 if outcome != "oom":
                     raise EngineError(f"llama.cpp could not load {os.path.basename(current.model.path)}: "
                                       f"{_best_line(info)}")
@@ -535,11 +558,15 @@ class Engine:
             t0 = time.perf_counter()
             first: float | None = None
             finished = False
+            self._replying = True
+            if child.stop.is_set():  # Stop came before the reply started: its deadline starts now
+                self._stop_at = time.monotonic()
             try:
                 child.send("chat", msgs, sampling.to_dict())
                 while True:
-                    msg = child.recv(None)
-                    if msg is None:  # pragma: no cover - recv(None) blocks until something happens
+                    msg = child.recv(0.1)
+                    if msg is None:
+                        self._enforce_stop_deadline()
                         continue
                     kind = msg[0]
                     if kind == "token":
@@ -578,13 +605,25 @@ class Engine:
                     raise EngineCrashed(f"{exc}. {lost}") from exc
                 raise
             finally:
-                if not finished:  # the caller closed the stream early: stop and drain to "done"
+                if not finished and self._child is child:  # the caller closed the stream early
                     child.stop.set()
                     self._drain(child)
                 child.stop.clear()
+                self._stop_at = None
+                self._replying = False
+
+    def _enforce_stop_deadline(self) -> None:
+        """After Stop, a reply that sends nothing for ``stop_deadline`` seconds loses its process."""
+        at = self._stop_at
+        if at is None or time.monotonic() - at < self.stop_deadline:
+            return
+        self._drop_child(graceful=False)
+        raise EngineStopped(f"the reply did not stop within {self.stop_deadline:g} s (the model was stuck in "
+                            f"its chat template or in evaluating the prompt), so LayerFit ended the engine "
+                            f"process and the model is unloaded; load it again to go on")
 
     def _drain(self, child: _Child) -> None:
-        deadline = time.monotonic() + 30.0
+        deadline = time.monotonic() + self.stop_deadline
         try:
             while time.monotonic() < deadline:
                 msg = child.recv(max(0.0, deadline - time.monotonic()))
@@ -596,10 +635,25 @@ class Engine:
             self._drop_child(graceful=False)
 
     def stop(self) -> None:
-        """Ask the running chat to stop; it ends within one token. Safe from any thread."""
+        """Ask the running chat to stop. Safe from any thread.
+
+        It ends within one token; a reply stuck before its first token (a chat template that loops, a
+        long prompt on the CPU) is cut short by the child's watchdog, and if even that fails the process
+        is ended after ``stop_deadline`` seconds (the chat then raises EngineStopped).
+        """
         child = self._child
         if child is not None:
+            if self._replying and self._stop_at is None:
+                self._stop_at = time.monotonic()
             child.stop.set()
+
+    def interrupt(self) -> None:
+        """Stop whatever the engine is doing (a reply or a load), from any thread, so that a queued
+        ``unload``/``close`` runs within ``stop_deadline`` seconds instead of waiting behind it."""
+        child = self._child
+        if child is not None:
+            child.cancel.set()
+        self.stop()
 
     # --- unload -----------------------------------------------------------------------------
 

@@ -28,7 +28,8 @@ llama-cpp-python's printing never reaches the user's terminal; the parent reads 
 Test hooks (unit tests only): ``spec["faults"]`` may hold ``oom_above_gpu_layers`` (int) with
 ``oom_mode`` "raise" (log a cudaMalloc failure and raise the same ``ValueError('Failed to create
 llama_context')`` a real CUDA OOM gives) or "die" (SIGKILL itself mid-load, as the OOM killer would),
-``hang_load_seconds`` (sleep without honouring cancel, to test the parent's terminate path), and
+``hang_load_seconds`` (sleep without honouring cancel, to test the parent's terminate path),
+``deaf_to_stop`` (the watchdog never cuts a stuck reply short, to test the parent's hard deadline), and
 ``pretend_gpu`` (given to :func:`main`: report GPU offload on a CPU build, so the ladder runs). The
 environment variable ``LAYERFIT_TEST_OOM_ABOVE=N`` sets ``oom_above_gpu_layers`` too.
 """
@@ -40,6 +41,7 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -56,6 +58,20 @@ EXPERTS_PATTERN = r"\.ffn_(up|down|gate|gate_up)_(ch|)exps"
 #: The message llama-cpp-python raises when a cudaMalloc fails while creating the context
 #: (shared/device/README.md: seen on an H100 with 0.3.36).
 CONTEXT_FAILED = "Failed to create llama_context"
+
+#: Seconds a pressed Stop may go unanswered (no token, still evaluating or rendering the chat template)
+#: before the watchdog interrupts the reply from inside: prompt evaluation through llama.cpp's abort
+#: callback, Python work (a chat template's loops) through a SIGINT delivered to the main thread.
+SOFT_STOP_SECONDS = 0.3
+#: How often the watchdog looks at the stop flag and at the parent.
+WATCH_INTERVAL = 0.1
+
+
+class _StopNow(BaseException):
+    """Raised in the main thread (from the SIGINT handler) when Stop was pressed and the reply is stuck.
+
+    A BaseException, so no library's ``except Exception`` swallows it on its way out of the reply.
+    """
 
 
 class _BuftOverride(ctypes.Structure):
@@ -96,6 +112,10 @@ class _Child:
         self.faults: dict[str, Any] = {}
         self._keep: list[Any] = []  # ctypes objects the C side points at while a load runs
         self._workers: dict[str, Any] = {}  # RPC workers registered in this process (core.rpc)
+        self.busy = False  # a reply is being made (the stop machinery only acts then)
+        self.abort = False  # read by llama.cpp's abort callback during llama_decode
+        self._abort_cb: Any = None
+        self._abort_ctx: Any = None
 
     # --- load -------------------------------------------------------------------------------
 
@@ -229,6 +249,11 @@ class _Child:
         except Exception as exc:  # Llama() raises ValueError for OOM, bad files and cancels alike
             lines = self.capture.lines_since(mark)
             facts = parse_log(lines)
+            template = _template_problem(exc)
+            if template is not None:
+                self.conn.send(("load_error", {"kind": "template", "message": template, "oom_lines": [],
+                                               "error_lines": [], "log": lines[-200:]}))
+                return
             if self.cancel.is_set():
                 kind = "cancelled"
             elif facts.oom_lines or (CONTEXT_FAILED in str(exc) and int(spec["n_gpu_layers"]) > 0):
@@ -299,6 +324,9 @@ class _Child:
             return plain_completion(*args, **kwargs)
 
         llm.create_completion = create_completion
+        self._install_abort_callback(llm)
+        self.busy = True
+        interrupted = False
         try:
             stream = llm.create_chat_completion(
                 messages=messages,
@@ -322,6 +350,13 @@ class _Child:
                     finish = choice["finish_reason"]
                 if self.stop.is_set():
                     break
+        except _StopNow:
+            interrupted = True
+        except RuntimeError as exc:
+            if not self.stop.is_set():  # not our abort: a real decode failure
+                self.conn.send(("chat_error", {"kind": "other", "message": f"{type(exc).__name__}: {exc}"}))
+                return
+            interrupted = True  # llama_decode returned 2: the abort callback stopped prompt evaluation
         except ValueError as exc:
             msg = str(exc)
             kind = "context" if "exceed context window" in msg else "other"
@@ -331,8 +366,15 @@ class _Child:
             self.conn.send(("chat_error", {"kind": "other", "message": f"{type(exc).__name__}: {exc}"}))
             return
         finally:
+            self.busy = False
+            self.abort = False
             del llm.create_completion  # back to the class's method
-        stopped = self.stop.is_set()
+        if interrupted:
+            # Cut off at an arbitrary point: forget the cached tokens, so the next reply evaluates its
+            # prompt from scratch (Llama.eval clears the KV cache from n_tokens on).
+            with contextlib.suppress(Exception):
+                llm.reset()
+        stopped = self.stop.is_set() or interrupted
         n = counts["n"]
         span = times["last"] - times["first"]
         tps = (n - 1) / span if n > 1 and span > 0 else 0.0
@@ -347,6 +389,55 @@ class _Child:
             "n_ctx": n_ctx,
             "context_full": (not stopped) and total >= n_ctx - 1,
         }))
+
+    def _install_abort_callback(self, llm: Any) -> None:
+        """Let llama.cpp check Stop inside llama_decode (between graph nodes), not only between tokens."""
+        import llama_cpp.llama_cpp as lc
+
+        ctx = getattr(getattr(llm, "_ctx", None), "ctx", None)
+        if ctx is None or ctx is self._abort_ctx:
+            return
+
+        def should_abort(_data: Any) -> bool:
+            return self.abort
+
+        self._abort_cb = lc.ggml_abort_callback(should_abort)
+        with contextlib.suppress(Exception):
+            lc.llama_set_abort_callback(ctx, self._abort_cb, None)
+            self._abort_ctx = ctx
+
+    def watch(self, parent_pid: int) -> None:
+        """Watchdog thread: die with the parent; make a pressed Stop win over a reply that yields nothing.
+
+        A parent killed by SIGTERM or SIGKILL can't end its engine, so the child notices itself (its parent
+        process id changes when the parent dies) and exits at once, freeing the model's memory.
+        """
+        main_id = threading.main_thread().ident
+        stop_seen: float | None = None
+        interrupted = False
+        while True:
+            time.sleep(WATCH_INTERVAL)
+            if os.getppid() != parent_pid:
+                os._exit(0)
+            if self.faults.get("deaf_to_stop") or not (self.busy and self.stop.is_set()):
+                stop_seen, interrupted = None, False
+                continue
+            now = time.monotonic()
+            if stop_seen is None:
+                stop_seen = now
+            if now - stop_seen >= SOFT_STOP_SECONDS:
+                self.abort = True  # llama_decode returns at its next graph node
+            # still stuck after that: Python work (a chat template's loops), cut short by a SIGINT
+            if now - stop_seen >= 2 * SOFT_STOP_SECONDS and not interrupted and main_id is not None:
+                interrupted = True
+                with contextlib.suppress(Exception):
+                    signal.pthread_kill(main_id, signal.SIGINT)
+
+    def on_sigint(self, _signum: int, _frame: Any) -> None:
+        """SIGINT: a terminal's Ctrl+C goes to the parent (it stops the chat), so it is ignored here,
+        except when the watchdog sends it to cut a stuck reply short."""
+        if self.busy and self.stop.is_set():
+            raise _StopNow()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -382,12 +473,30 @@ class _Child:
             if cmd == "load":
                 self.load(msg[1])
             elif cmd == "chat":
-                self.chat(msg[1], msg[2])
+                try:
+                    self.chat(msg[1], msg[2])
+                except _StopNow:  # landed outside the reply's own handler: still a stopped reply
+                    self.busy = False
+                    self.conn.send(("done", {"text": "", "tokens": 0, "finish_reason": "stopped"}))
             elif cmd == "shutdown":
                 break
         self.close_model()
         with contextlib.suppress(Exception):
             self.conn.send(("bye",))
+
+
+def _template_problem(exc: BaseException) -> str | None:
+    """The words for a chat template Jinja can't compile (llama-cpp-python compiles it in ``Llama()``),
+    or None when ``exc`` is something else. Without this the user saw llama.cpp's last log line."""
+    try:
+        from jinja2 import TemplateError, TemplateSyntaxError
+    except ImportError:  # pragma: no cover - llama-cpp-python depends on jinja2
+        return None
+    if isinstance(exc, TemplateSyntaxError):
+        return f"the model's chat template is broken: {exc.message} (line {exc.lineno} of the template)"
+    if isinstance(exc, TemplateError):
+        return f"the model's chat template is broken: {exc.message or type(exc).__name__}"
+    return None
 
 
 def _redirect_output(log_path: str | None) -> None:
@@ -412,9 +521,10 @@ def main(conn: Connection, stop: Any, cancel: Any, log_path: str | None = None,
     if visible_device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = visible_device
     _redirect_output(log_path)
-    # The parent handles Ctrl+C (it stops the chat or cancels the load); the child must not die of it first.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     child = _Child(conn, stop, cancel)
+    # The parent handles Ctrl+C (it stops the chat or cancels the load); the child must not die of it first.
+    signal.signal(signal.SIGINT, child.on_sigint)
+    threading.Thread(target=child.watch, args=(os.getppid(),), name="layerfit-watchdog", daemon=True).start()
     child.faults = dict(faults or {})
     child.capture.install()
     child.serve()

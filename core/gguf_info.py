@@ -11,8 +11,9 @@ Every way a file can be broken ends as a ``ModelFileError`` that names the file 
 
 from __future__ import annotations
 
-import mmap
+import errno
 import os
+import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,14 @@ MAX_DECODED_ARRAY = 1024
 MAX_STRING_KEPT = 1 << 20
 _MAX_DIMS = 4
 _MAX_ARRAY_DEPTH = 3
+#: The header is read in growing chunks, never mapped whole: this much first (most headers fit) …
+FIRST_READ = 8 * 2**20
+#: … and never more than this (a 256k-token vocabulary with merges is ~40 MB). Past it: "header too large".
+MAX_HEADER_BYTES = 256 * 2**20
+#: Metadata array items decoded across the whole header (nested arrays multiply: 1024³ would take minutes).
+MAX_HEADER_ITEMS = 1_000_000
+#: More tensors or metadata entries than this is not a model llama.cpp can load (llama.cpp's largest have ~10⁵).
+MAX_HEADER_ENTRIES = 1_000_000
 _SUPPORTED_VERSIONS = (2, 3)
 
 
@@ -160,19 +169,40 @@ class _Bad(Exception):
     """Internal: a problem found while parsing (turned into ModelFileError with the path)."""
 
 
-class _Cursor:
-    """Bounds-checked little-endian reads from a buffer."""
+class _NeedMore(Exception):
+    """Internal: the header goes on past the bytes read so far (read more, up to MAX_HEADER_BYTES)."""
 
-    __slots__ = ("buf", "off", "end")
+    def __init__(self, upto: int) -> None:
+        super().__init__(upto)
+        self.upto = upto
+
+
+def _too_large(what: str) -> _Bad:
+    return _Bad(f"header too large: {what}; this is not a model file LayerFit can read (damaged, or made "
+                "to exhaust memory)")
+
+
+class _Cursor:
+    """Bounds-checked little-endian reads from the bytes read so far (``avail``) of a file of ``end`` bytes."""
+
+    __slots__ = ("buf", "off", "end", "avail", "items")
 
     def __init__(self, buf: Any, end: int) -> None:
         self.buf = buf
         self.off = 0
         self.end = end
+        self.avail = min(len(buf), end)
+        self.items = 0  # metadata array items decoded so far (bounded by MAX_HEADER_ITEMS)
+
+    def short(self, upto: int, what: str) -> Exception:
+        """The error for a read up to ``upto``: read more of the file, or the file really ends there."""
+        if upto <= self.end and self.avail < self.end:
+            return _NeedMore(upto)
+        return _Bad(f"the file is truncated: it ends inside the header ({what})")
 
     def need(self, n: int, what: str) -> None:
-        if n < 0 or self.off + n > self.end:
-            raise _Bad(f"the file is truncated: it ends inside the header ({what})")
+        if n < 0 or self.off + n > self.avail:
+            raise self.short(self.off + max(n, 0), what)
 
     def u32(self, what: str) -> int:
         self.need(4, what)
@@ -191,9 +221,11 @@ class _Cursor:
         if n > self.end - self.off:
             raise _Bad(f"{what} claims a string of {n:,} bytes, longer than the rest of the file")
         start = self.off
-        self.off += n
         if n > keep:
+            self.off += n
             return None
+        self.need(n, what)
+        self.off += n
         return bytes(self.buf[start:start + n]).decode("utf-8", errors="replace")
 
     def scalar(self, vtype: int, what: str) -> Any:
@@ -212,22 +244,22 @@ def _value_type(raw: int, what: str) -> int:
 
 def _skip_strings(cur: _Cursor, count: int, what: str, offsets: list[int] | None) -> None:
     """Walk ``count`` strings without decoding them (the hot loop for 150k-token vocabularies)."""
-    buf, off, end = cur.buf, cur.off, cur.end
+    buf, off, avail = cur.buf, cur.off, cur.avail
     unpack = _U64.unpack_from
     if offsets is None:
         for _ in range(count):
-            if off + 8 > end:
-                raise _Bad(f"the file is truncated: it ends inside the header ({what})")
+            if off + 8 > avail:
+                raise cur.short(off + 8, what)
             off += 8 + unpack(buf, off)[0]
     else:
         append = offsets.append
         for _ in range(count):
-            if off + 8 > end:
-                raise _Bad(f"the file is truncated: it ends inside the header ({what})")
+            if off + 8 > avail:
+                raise cur.short(off + 8, what)
             append(off)
             off += 8 + unpack(buf, off)[0]
-    if off > end:
-        raise _Bad(f"the file is truncated: it ends inside the header ({what})")
+    if off > avail:
+        raise cur.short(off, what)
     cur.off = off
 
 
@@ -251,37 +283,80 @@ def _read_value(cur: _Cursor, vtype: int, what: str, depth: int = 0,
     if etype in _SCALARS and count > MAX_DECODED_ARRAY:
         cur.off += count * _SCALARS[etype].size
         return ArraySummary(GGUFValueType(etype).name.lower(), count)
+    cur.items += count
+    if cur.items > MAX_HEADER_ITEMS:
+        raise _too_large(f"{what} holds more than {MAX_HEADER_ITEMS:,} array items in all")
     return [_read_value(cur, etype, what, depth + 1) for _ in range(count)]
 
 
 def read_model_info(path: str | Path) -> ModelInfo:
-    """Read a GGUF header. Raises ModelFileError for anything that isn't a valid GGUF."""
+    """Read a GGUF header. Raises ModelFileError for anything that isn't a valid GGUF.
+
+    Only regular files are opened (a pipe or a device named ``*.gguf`` would block or never end), and the
+    header is read in bounded chunks rather than mapping the whole file, so a 40 GB model needs a few MB
+    of memory and a hostile header stops at MAX_HEADER_BYTES / MAX_HEADER_ITEMS with "header too large".
+    """
     p = Path(path)
     try:
-        if p.is_dir():
-            raise ModelFileError(p, "this is a folder, not a GGUF file")
-        with open(p, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size == 0:
-                raise ModelFileError(p, "the file is empty (0 bytes), not a GGUF model")
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-                try:
-                    return _parse(p, mm, size)
-                except _Bad as exc:
-                    raise ModelFileError(p, str(exc)) from None
-                except (struct.error, ValueError, OverflowError, KeyError, IndexError, TypeError,
-                        ZeroDivisionError, UnicodeError, MemoryError) as exc:  # safety net
-                    raise ModelFileError(p, f"the header is damaged ({type(exc).__name__})") from None
-    except ModelFileError:
-        raise
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise ModelFileError(p, "file not found") from None
     except IsADirectoryError:
         raise ModelFileError(p, "this is a folder, not a GGUF file") from None
     except PermissionError:
         raise ModelFileError(p, "no permission to read this file") from None
+    except ValueError:  # a NUL byte in the path
+        raise ModelFileError(p, "the path contains a character no file name can hold (NUL)") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ModelFileError(p, "the path is a loop of symbolic links") from None
+        raise ModelFileError(p, f"can't read the file ({exc.strerror or exc})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ModelFileError(p, "this is a folder, not a GGUF file")
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a device or socket"
+            raise ModelFileError(p, f"this is {kind}, not a regular file, so it was not read")
+        size = st.st_size
+        if size == 0:
+            raise ModelFileError(p, "the file is empty (0 bytes), not a GGUF model")
+        buf = bytearray()
+        want = min(size, FIRST_READ)
+        while True:
+            _read_upto(fd, buf, want)
+            try:
+                return _parse(p, buf, size)
+            except _NeedMore as more:
+                if len(buf) >= MAX_HEADER_BYTES:
+                    raise ModelFileError(p, str(_too_large(f"it is longer than {MAX_HEADER_BYTES // 2**20} MB"))) from None
+                want = min(size, MAX_HEADER_BYTES, max(2 * len(buf), more.upto + (1 << 20)))
+            except _Bad as exc:
+                raise ModelFileError(p, str(exc)) from None
+            except (struct.error, ValueError, OverflowError, KeyError, IndexError, TypeError,
+                    ZeroDivisionError, UnicodeError, MemoryError, RecursionError) as exc:  # safety net
+                raise ModelFileError(p, f"the header is damaged ({type(exc).__name__})") from None
+    except ModelFileError:
+        raise
     except OSError as exc:
         raise ModelFileError(p, f"can't read the file ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+def _read_upto(fd: int, buf: bytearray, want: int) -> None:
+    """Append the file's bytes [len(buf), want) to ``buf`` (fewer only at the end of the file)."""
+    while len(buf) < want:
+        chunk = os.pread(fd, min(want - len(buf), 16 << 20), len(buf)) if hasattr(os, "pread") else \
+            _seek_read(fd, min(want - len(buf), 16 << 20), len(buf))
+        if not chunk:
+            return
+        buf += chunk
+
+
+def _seek_read(fd: int, n: int, at: int) -> bytes:  # pragma: no cover - Windows has no os.pread
+    os.lseek(fd, at, os.SEEK_SET)
+    return os.read(fd, n)
 
 
 def _parse(p: Path, buf: Any, size: int) -> ModelInfo:
@@ -296,6 +371,10 @@ def _parse(p: Path, buf: Any, size: int) -> ModelInfo:
     if n_tensors * _MIN_TENSOR_INFO > size:
         raise _Bad(f"the header claims {n_tensors:,} tensors, more than the file can hold: "
                    "it is cut short or damaged (an incomplete download?)")
+    if n_tensors > MAX_HEADER_ENTRIES:
+        raise _too_large(f"it claims {n_tensors:,} tensors")
+    if n_kv > MAX_HEADER_ENTRIES:
+        raise _too_large(f"it claims {n_kv:,} metadata entries")
     if n_kv * 13 > size:  # key length (8) + 1-char key + value type (4)
         raise _Bad(f"the header claims {n_kv:,} metadata entries, more than the file can hold: "
                    "it is cut short or damaged (an incomplete download?)")
@@ -356,6 +435,14 @@ def _parse(p: Path, buf: Any, size: int) -> ModelInfo:
             raise _Bad(f"the file is truncated: tensor data for '{t.name}' runs past the end of the file "
                        f"({size:,} bytes; a partial download?)")
     return _build(p, size, meta, tensors, buf, token_offsets, data_offset, version)
+
+
+def _resolved(p: Path) -> str:
+    """The absolute path (links resolved) when that can be had; the path as given otherwise."""
+    try:
+        return str(p.resolve()) if p.exists() else str(p)
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop (Python 3.11)
+        return str(p)
 
 
 def _scalar_int(meta: dict[str, Any], key: str, default: int | None = None) -> int | None:
@@ -472,7 +559,7 @@ def _build(p: Path, size: int, meta: dict[str, Any], tensors: list[TensorInfo], 
     name = meta.get("general.name")
     get: Callable[[str], int] = lambda k: _scalar_int(meta, key(k), 0) or 0  # noqa: E731
     return ModelInfo(
-        path=str(p.resolve()) if p.exists() else str(p),
+        path=_resolved(p),
         file_size=size,
         name=name if isinstance(name, str) and name else p.stem,
         arch=arch,

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from core.loadsettings import KV_BYTES, LoadSettings
+from core.safeload import StoredFileError, read_bytes_bounded
 from core.sampling import SamplingSettings
 
 
@@ -93,6 +94,13 @@ REMOVED_PARAMETERS: dict[str, str] = {
 }
 
 _INT64 = (-(2**63), 2**63 - 1)
+#: Settings LayerFit applies go into 32-bit fields: llama.cpp's (n_ctx, n_batch, n_threads, top_k, seed,
+#: penalty_last_n are int32/uint32) and Qt's spin boxes and sliders (int). Ollama's Go ints are wider.
+_INT32_MAX = 2**31 - 1
+#: The most GPU headroom the window's control holds (64 GiB).
+MAX_HEADROOM = 64 * 2**30
+#: A Modelfile larger than this is not one (a long SYSTEM prompt is a few hundred KB).
+MAX_MODELFILE_BYTES = 64 * 2**20
 _FLOAT32_MAX = 3.4028234663852886e38
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -454,6 +462,21 @@ def _unquote(s: str) -> tuple[str, bool]:
     return s, True
 
 
+def _closed(buf: list[str], first: int, last: int) -> bool:
+    """``_unquote(_trim("".join(buf)))[1]`` in O(1): is the value complete at this line break?
+
+    ``first``/``last`` index the first and last characters that are not space, tab, CR or LF (-1: none).
+    """
+    if first < 0:
+        return True
+    n = last - first + 1
+    if buf[first] != '"':
+        return True
+    if n >= 3 and buf[first + 1] == '"' and buf[first + 2] == '"':  # """…"""
+        return n >= 6 and buf[last] == buf[last - 1] == buf[last - 2] == '"'
+    return n >= 2 and buf[last] == '"'
+
+
 def _trim(s: str) -> str:
     # Go's TrimSpace; the buffer holds only printable characters, space, tab, CR and LF.
     return s.strip(" \t\r\n")
@@ -479,6 +502,7 @@ def lex_modelfile(text: str) -> tuple[list[Instruction], list[tuple[int, str]]]:
     start = 1  # line the current instruction or comment began on
     word = name = role = ""
     prev_cr = False
+    first_ns = last_ns = -1  # in a value: where its first and last non-space characters are in buf
 
     for ch in text:
         newline = ch in "\r\n"
@@ -533,13 +557,19 @@ def lex_modelfile(text: str) -> tuple[list[Instruction], list[tuple[int, str]]]:
             if space:
                 buf.append(ch)
             elif newline:
-                value, done = _unquote(_trim("".join(buf)))
-                if done:
+                # Ollama trims and unquotes the whole buffer at every line break; here the same test is
+                # made from the first and last non-space characters, so a long quoted value stays linear.
+                if _closed(buf, first_ns, last_ns):
+                    value, _done = _unquote(_trim("".join(buf)))
                     commands.append(Instruction(word, name, role, value, start))
                     state, buf, word, name, role = _NIL, [], "", "", ""
+                    first_ns = last_ns = -1
                 else:
                     buf.append(ch)  # still inside a quoted value
             elif _go_printable(ch):
+                if first_ns < 0:
+                    first_ns = len(buf)
+                last_ns = len(buf)
                 buf.append(ch)
             else:
                 raise ModelfileError(line, f"the value holds the invisible character {_char_name(ch)}, which "
@@ -627,16 +657,22 @@ def _parse_value(cmd: Instruction) -> int | float | bool | str:
     kind = PARAMETER_TYPES[cmd.name]
     raw = cmd.args
     hint = " (a # starts a comment only at the start of a line)" if "#" in raw else ""
+    shown = raw if len(raw) <= 40 else raw[:30] + f"… ({len(raw):,} characters)"
     if kind is int:
-        if not _INT_RE.fullmatch(raw) or not _INT64[0] <= int(raw) <= _INT64[1]:
-            raise ModelfileError(cmd.line, f"{cmd.name} needs a whole number, not {raw!r}{hint}")
+        if not _INT_RE.fullmatch(raw):
+            raise ModelfileError(cmd.line, f"{cmd.name} needs a whole number, not {shown!r}{hint}")
+        # Length first: int() of a 5,000-digit string raises (Python's digit limit) and is slow anyway.
+        if len(raw.lstrip("+-").lstrip("0")) > 19 or not _INT64[0] <= int(raw) <= _INT64[1]:
+            raise ModelfileError(cmd.line, f"{cmd.name} {shown} is out of range (Ollama keeps it in a 64-bit "
+                                           "integer)")
         return int(raw)
     if kind is float:
         if not _FLOAT_RE.fullmatch(raw):
-            raise ModelfileError(cmd.line, f"{cmd.name} needs a number, not {raw!r}{hint}")
+            raise ModelfileError(cmd.line, f"{cmd.name} needs a number, not {shown!r}{hint}")
         f = float(raw)
-        if abs(f) > _FLOAT32_MAX:
-            raise ModelfileError(cmd.line, f"{cmd.name} {raw} is out of range")
+        if not abs(f) <= _FLOAT32_MAX:
+            raise ModelfileError(cmd.line, f"{cmd.name} {shown} is out of range (Ollama keeps it in a 32-bit "
+                                           "float)")
         return f
     if kind is bool:
         if raw not in _BOOLS:
@@ -682,8 +718,14 @@ def _parse_machine_comment(line: int, text: str) -> dict[str, object]:
                 raise ModelfileError(line, f"LayerFit comment: flash_attn must be on, off or auto, not {value!r}")
             out[key] = value
         elif key == "headroom":
-            if not value.isdigit():
+            # isascii: '²'.isdigit() is True but int('²') fails
+            if not (value.isascii() and value.isdigit()):
                 raise ModelfileError(line, f"LayerFit comment: headroom must be a number of bytes, not {value!r}")
+            if len(value.lstrip("0")) > 15 or int(value) > MAX_HEADROOM:
+                raise ModelfileError(line, f"LayerFit comment: headroom {value[:20]}… is out of range (at most "
+                                           f"{MAX_HEADROOM // 2**30} GiB)" if len(value) > 20 else
+                                     f"LayerFit comment: headroom {value} is out of range (at most "
+                                     f"{MAX_HEADROOM // 2**30} GiB)")
             out[key] = int(value)
         else:
             raise ModelfileError(line, f"LayerFit comment: unknown setting {key!r}")
@@ -715,44 +757,14 @@ def parse_modelfile(text: str, base_dir: str | Path, *, sampling: SamplingSettin
     seen: dict[str, int] = {}
     set_in_file: set[str] = set()
 
-    def once(key: str, label: str, cmd: Instruction) -> None:
-        if key in seen:
-            raise ModelfileError(cmd.line, f"{label} is set again (first on line {seen[key]}); Ollama would "
-                                           "keep only the last one: remove one of them")
-        seen[key] = cmd.line
-
     for cmd in commands:
-        set_in_file.add(cmd.word if cmd.word != "parameter" else cmd.name)
-        if cmd.word == "from":
-            if "from" in seen:
-                raise ModelfileError(cmd.line, f"a second FROM (the first is on line {seen['from']}); LayerFit "
-                                               "loads one GGUF file")
-            seen["from"] = cmd.line
-            fields["from_path"] = _resolve_from(cmd, base, require_file)
-        elif cmd.word == "message":
-            messages.append((cmd.role, cmd.args))
-        elif cmd.word == "license":
-            licenses.append(cmd.args)
-        elif cmd.word in _SINGLE_USE:
-            once(cmd.word, _SINGLE_USE[cmd.word], cmd)
-            if cmd.word == "system":
-                samp["system"] = cmd.args
-            elif cmd.word in ("adapter", "draft"):
-                fields[cmd.word] = _resolve_other(cmd, base, require_file)
-            elif cmd.word == "requires":
-                fields["requires"] = _check_semver(cmd.args, cmd.line)
-            else:
-                fields[cmd.word] = cmd.args
-        else:  # parameter
-            _check_parameter_name(cmd)
-            value = _parse_value(cmd)
-            if cmd.name == "stop":
-                if value == "":
-                    raise ModelfileError(cmd.line, "an empty stop string would end every reply; remove the line")
-                stops.append(str(value))
-                continue
-            once(cmd.name, f"parameter {cmd.name}", cmd)
-            _apply_parameter(cmd, value, fields, samp, extras)
+        try:
+            _one_command(cmd, base, require_file, fields, samp, stops, messages, licenses, extras, seen,
+                         set_in_file)
+        except ModelfileError:
+            raise
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:  # never "Unexpected error"
+            raise ModelfileError(cmd.line, f"{cmd.word.upper()} can't be read: {exc}") from None
 
     if "from_path" not in fields:
         raise ModelfileError(None, "no FROM line: a Modelfile must say which model file to use (FROM /path/to/model.gguf)")
@@ -775,10 +787,59 @@ def parse_modelfile(text: str, base_dir: str | Path, *, sampling: SamplingSettin
     )
 
 
+def _one_command(cmd: Instruction, base: str, require_file: bool, fields: dict[str, object],
+                 samp: dict[str, object], stops: list[str], messages: list[tuple[str, str]],
+                 licenses: list[str], extras: list[tuple[str, int | float | bool]], seen: dict[str, int],
+                 set_in_file: set[str]) -> None:
+    """Check one instruction and record what it sets (nothing is applied to the app here)."""
+
+    def once(key: str, label: str, cmd: Instruction) -> None:
+        if key in seen:
+            raise ModelfileError(cmd.line, f"{label} is set again (first on line {seen[key]}); Ollama would "
+                                           "keep only the last one: remove one of them")
+        seen[key] = cmd.line
+
+    set_in_file.add(cmd.word if cmd.word != "parameter" else cmd.name)
+    if cmd.word == "from":
+        if "from" in seen:
+            raise ModelfileError(cmd.line, f"a second FROM (the first is on line {seen['from']}); LayerFit "
+                                           "loads one GGUF file")
+        seen["from"] = cmd.line
+        fields["from_path"] = _resolve_from(cmd, base, require_file)
+    elif cmd.word == "message":
+        messages.append((cmd.role, cmd.args))
+    elif cmd.word == "license":
+        licenses.append(cmd.args)
+    elif cmd.word in _SINGLE_USE:
+        once(cmd.word, _SINGLE_USE[cmd.word], cmd)
+        if cmd.word == "system":
+            samp["system"] = cmd.args
+        elif cmd.word in ("adapter", "draft"):
+            fields[cmd.word] = _resolve_other(cmd, base, require_file)
+        elif cmd.word == "requires":
+            fields["requires"] = _check_semver(cmd.args, cmd.line)
+        else:
+            fields[cmd.word] = cmd.args
+    else:  # parameter
+        _check_parameter_name(cmd)
+        value = _parse_value(cmd)
+        if cmd.name == "stop":
+            if value == "":
+                raise ModelfileError(cmd.line, "an empty stop string would end every reply; remove the line")
+            stops.append(str(value))
+            return
+        once(cmd.name, f"parameter {cmd.name}", cmd)
+        _apply_parameter(cmd, value, fields, samp, extras)
+
+
 def _apply_parameter(cmd: Instruction, value: int | float | bool | str, fields: dict[str, object],
                      samp: dict[str, object], extras: list[tuple[str, int | float | bool]]) -> None:
     """Put one checked PARAMETER value where LayerFit keeps it."""
     n = cmd.name
+    if isinstance(value, int) and not isinstance(value, bool) and n not in EXTRA_PARAMETERS \
+            and not -_INT32_MAX - 1 <= value <= _INT32_MAX:
+        raise ModelfileError(cmd.line, f"{n} {value} is out of range: LayerFit and llama.cpp hold it in 32 bits "
+                                       f"(at most {_INT32_MAX:,})")
     if n == "num_ctx":
         if not isinstance(value, int) or value < 1:
             raise ModelfileError(cmd.line, f"num_ctx must be at least 1, not {value}")
@@ -812,14 +873,14 @@ def read_modelfile(path: str | Path, *, sampling: SamplingSettings | None = None
                    require_file: bool = True) -> ModelfileSpec:
     """Read and parse the Modelfile at ``path`` (UTF-8, or UTF-16 with a BOM, as Ollama reads it)."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError as exc:
-        raise ModelfileError(None, f"no such Modelfile: {p}") from exc
-    except IsADirectoryError as exc:
-        raise ModelfileError(None, f"{p} is a folder, not a Modelfile") from exc
-    except OSError as exc:
-        raise ModelfileError(None, f"could not read {p}: {exc.strerror or exc}") from exc
+    try:  # regular files only (a pipe would block), and bounded (a Modelfile is text, not gigabytes)
+        data = read_bytes_bounded(p, MAX_MODELFILE_BYTES)
+    except StoredFileError as exc:
+        if exc.kind == "missing":
+            raise ModelfileError(None, f"no such Modelfile: {p}") from None
+        if exc.kind == "special" and os.path.isdir(p):
+            raise ModelfileError(None, f"{p} is a folder, not a Modelfile") from None
+        raise ModelfileError(None, f"could not read {p}: {exc.problem}") from None
     try:
         if data.startswith((b"\xff\xfe", b"\xfe\xff")):
             text = data.decode("utf-16")

@@ -6,10 +6,7 @@ variables (tests point them at a temp dir, so they never touch a real profile).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +14,12 @@ from typing import Any
 import platformdirs
 
 from core.atomic import SaveError, write_json_atomic
+from core.safeload import StoredFileError, read_json, set_aside
 from core.typed import typed_fields
 
 APP = "LayerFit"
+#: Settings are a few KB; a file far larger than this is damage (and would take a minute to parse).
+MAX_SETTINGS_BYTES = 4 * 2**20
 
 
 def config_dir() -> Path:
@@ -52,30 +52,45 @@ class AppSettings:
     last_chat_id: str | None = None
     # Not saved: why the file on disk couldn't be read (these defaults then refuse to overwrite it).
     read_problem: str | None = field(default=None, compare=False, repr=False)
+    # Not saved: what went wrong with the file this start (damaged and kept aside, values ignored), in
+    # words the window shows once. None when the file was fine.
+    notice: str | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def load(cls, path: Path | None = None) -> AppSettings:
-        """Read settings. A missing file gives defaults. A damaged file (bad JSON) is kept aside as
-        ``settings.json.bad-<time>`` and defaults are used; values of the wrong type fall back to their
-        defaults one by one. A file that exists but can't be read (permissions, I/O error) gives defaults
-        that refuse to be saved, so the real file is never overwritten with them."""
+        """Read settings through the bounded loader (core.safeload). A missing file gives defaults. A
+        damaged file (bad JSON, absurd size or nesting) is kept aside as ``settings.json.bad-<time>``,
+        defaults are used and ``notice`` says so; values of the wrong type or out of range fall back to
+        their defaults one by one. A file that exists but can't be read (permissions, I/O error, a pipe
+        or device in its place) gives defaults that refuse to be saved, so it is never overwritten."""
         path = path or settings_path()
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw, replaced = read_json(path, MAX_SETTINGS_BYTES)
             if not isinstance(raw, dict):
-                raise ValueError("not a JSON object")
-        except FileNotFoundError:
-            return cls()
-        except ValueError:
-            with contextlib.suppress(OSError):
-                path.replace(path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}"))
-            return cls()
-        except OSError as exc:
+                raise StoredFileError(path, "damaged", "it does not hold settings (not a JSON object)")
+        except StoredFileError as exc:
+            if exc.kind == "missing":
+                return cls()
             s = cls()
-            s.read_problem = f"{path} could not be read ({exc.strerror or exc})"
+            if exc.damaged:
+                moved = set_aside(path)
+                where = f"it was kept aside as {moved.name}" if moved else "it could not be moved aside"
+                s.notice = f"Your settings file was damaged ({exc.problem}); {where} and defaults are used."
+                if moved is None:
+                    s.read_problem = f"{path} is damaged ({exc.problem})"
+            else:
+                s.read_problem = f"{path} could not be read ({exc.problem})"
+                s.notice = f"Your settings file could not be read ({exc.problem}); defaults are used this time."
             return s
         raw.pop("read_problem", None)
-        return cls(**typed_fields(cls, raw))
+        raw.pop("notice", None)
+        kept = typed_fields(cls, raw)
+        s = cls(**kept)
+        ignored = sorted(k for k in raw if k in _FIELD_NAMES and k not in kept)
+        if ignored or replaced:
+            s.notice = ("Some saved settings were not valid and their defaults are used: "
+                        + ", ".join(ignored or ["a number out of range"]) + ".")
+        return s
 
     def save(self, path: Path | None = None) -> None:
         """Write atomically. Raises SaveError (the previous file stays intact)."""
@@ -83,4 +98,8 @@ class AppSettings:
             raise SaveError(0, f"settings not saved: {self.read_problem}, and saving would replace it with defaults")
         data = asdict(self)
         del data["read_problem"]
+        del data["notice"]
         write_json_atomic(path or settings_path(), data)
+
+
+_FIELD_NAMES = {f for f in AppSettings.__dataclass_fields__ if f not in ("read_problem", "notice")}

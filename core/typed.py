@@ -12,6 +12,9 @@ import typing
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+#: Stored floats must be finite and sane (NaN and 1e300 are damage, never a setting).
+FLOAT_LIMIT = 1e15
+
 
 def _accepts(tp: Any, value: Any) -> tuple[bool, Any]:
     """(ok, converted value) for the simple types our dataclasses use."""
@@ -28,10 +31,10 @@ def _accepts(tp: Any, value: Any) -> tuple[bool, Any]:
         return True, value
     if tp is bool:
         return isinstance(value, bool), value
-    if tp is int:
+    if tp is int:  # (ints too big for a widget are reported where they are applied, per setting)
         return isinstance(value, int) and not isinstance(value, bool), value
     if tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= FLOAT_LIMIT
         return ok, float(value) if ok else None
     if tp is str:
         return isinstance(value, str), value

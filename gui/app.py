@@ -51,13 +51,41 @@ def make_app(argv: Sequence[str] = ()) -> QApplication:
     return app
 
 
+def clean_interrupted_saves() -> int:
+    """Remove temp files that saves interrupted by a crash or a kill left in LayerFit's folders."""
+    from core.atomic import clean_stale_temps
+    from core.chats import chats_dir
+    from core.settings import config_dir, data_dir
+
+    # Only the window (holding the lock) writes chats and settings: any temp file there is stale. The data
+    # folder's calibration store is also written by `layerfit run`, so only old temp files go there.
+    # (On Windows the config and data folders can be the same folder.)
+    shared = config_dir().resolve() == data_dir().resolve()
+    return (clean_stale_temps(chats_dir(), min_age_s=0)
+            + clean_stale_temps(config_dir(), min_age_s=600 if shared else 0)
+            + (0 if shared else clean_stale_temps(data_dir())))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Open the main window and run until it closes. Returns the process exit code."""
+    """Open the main window and run until it closes. Returns the process exit code.
+
+    A second start while a window is open takes no data: it says so and can bring the open window forward.
+    """
     app = make_app(list(argv or []))
     install_excepthooks()
+    from core.instance import InstanceLock
+    from gui import single
+
+    lock = InstanceLock()
+    name = single.server_name(lock.folder)
+    if not lock.acquire():
+        return single.refuse_second_window(lock, name)
+    clean_interrupted_saves()  # with the lock held, no other LayerFit is in the middle of a save here
     from gui.mainwindow import MainWindow  # after the QApplication exists
 
     win = MainWindow()
+    server = single.InstanceServer(name, win)
+    server.raise_requested.connect(lambda: single.bring_forward(win))
     win.show()
     shot = os.environ.get("LAYERFIT_SCREENSHOT")
     if shot:
@@ -69,7 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 app.quit()
 
         QTimer.singleShot(SCREENSHOT_DELAY_MS, grab)
-    return int(app.exec())
+    try:
+        return int(app.exec())
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ the streaming row changes ~15 times a second.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 
 from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, QRectF, QSize, Qt
@@ -31,6 +32,20 @@ RADIUS = 10.0
 MAX_FRACTION = 0.82  # a bubble takes at most this share of the view's width
 HEADER_GAP = 3
 CACHE_SIZE = 512
+#: A bubble shows at most this many characters; the rest is summarised in a line (Copy still copies all).
+#: Qt lays out a long unbroken line in quadratic time: a 1 MB message without spaces took over 120 s.
+SHOWN_CHARS = 20_000
+#: A run this long without a space is wrapped anywhere (word-boundary search on it is the slow path).
+LONG_RUN = re.compile(r"\S{200}")
+
+
+def shown_text(text: str) -> str:
+    """What a bubble shows of ``text``: all of it, or its start and a line saying how much is left out."""
+    if len(text) <= SHOWN_CHARS:
+        return text
+    rest = len(text) - SHOWN_CHARS
+    return (text[:SHOWN_CHARS] + f"\n\n[… {rest:,} more characters not shown here. Right-click → Show whole "
+                                 "message, or Copy message.]")
 
 
 class BubbleDelegate(QStyledItemDelegate):
@@ -53,7 +68,8 @@ class BubbleDelegate(QStyledItemDelegate):
         doc.setDocumentMargin(0)
         doc.setDefaultFont(font)
         opt = QTextOption()
-        opt.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        opt.setWrapMode(QTextOption.WrapMode.WrapAnywhere if LONG_RUN.search(text) else
+                        QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         doc.setDefaultTextOption(opt)
         doc.setPlainText(text)
         doc.setTextWidth(width)
@@ -70,7 +86,7 @@ class BubbleDelegate(QStyledItemDelegate):
 
     def _parts(self, option: QStyleOptionViewItem, index: _Index) -> tuple[str, str, str, bool]:
         role = str(index.data(TranscriptRole.ROLE) or "")
-        text = str(index.data(TranscriptRole.CONTENT) or "")
+        text = shown_text(str(index.data(TranscriptRole.CONTENT) or ""))
         streaming = bool(index.data(TranscriptRole.STREAMING))
         stats = index.data(TranscriptRole.STATS) or {}
         if streaming and not text:

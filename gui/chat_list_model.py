@@ -9,6 +9,7 @@ from typing import Any
 from PySide6.QtCore import QAbstractListModel, QByteArray, QModelIndex, QObject, QPersistentModelIndex, Qt
 
 from core.chats import Chat, ChatFileError, ChatStore
+from gui.plain import tip
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -57,7 +58,7 @@ class ChatListModel(QAbstractListModel):
             return row.title
         if role == Qt.ItemDataRole.ToolTipRole:
             model = row.model_path.replace("\\", "/").rsplit("/", 1)[-1] if row.model_path else "no model"
-            return f"{row.title}\n{row.updated_text} · {row.message_count} messages · {model}"
+            return tip(f"{row.title}\n{row.updated_text} · {row.message_count} messages · {model}")
         if role == ChatListRole.ID:
             return row.id
         if role == ChatListRole.UPDATED:

@@ -23,6 +23,7 @@ from PySide6.QtCore import (
 )
 
 from core.chats import Message
+from gui.plain import tip
 
 FLUSH_MS = 60
 
@@ -75,7 +76,7 @@ class TranscriptModel(QAbstractListModel):
         if role == TranscriptRole.STREAMING:
             return index.row() == self._streaming_row
         if role == Qt.ItemDataRole.ToolTipRole:
-            return stats_text(msg.stats) or None
+            return tip(stats_text(msg.stats)) or None
         return None
 
     def roleNames(self) -> dict[int, QByteArray]:

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, QModelIndex, QPoint, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut, QTextOption
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QDialog,
     QDoubleSpinBox,
     QFormLayout,
     QFrame,
@@ -45,10 +46,11 @@ from core.engine import EngineCrashed
 from core.errors import describe
 from core.sampling import SamplingSettings
 from core.settings import AppSettings
-from gui.chat_bubbles import BubbleDelegate
+from gui.chat_bubbles import LONG_RUN, SHOWN_CHARS, BubbleDelegate
 from gui.chat_list_model import ChatListModel, ChatListRole
 from gui.chat_model import TranscriptModel, TranscriptRole, stats_text
 from gui.notify import notifier
+from gui.plain import esc, plain_box
 from gui.workers import Task, engine_pool, run_stream
 
 if TYPE_CHECKING:
@@ -550,7 +552,7 @@ class ChatPanel(QWidget):
             detail = ev.text.strip() if ev.text else ""
             self.context_banner.setText(
                 "<b>The context is full.</b> The model can't see more text, so this reply was cut short. "
-                "Start a new chat, or load the model with a larger context." + (f"<br>{detail}" if detail else ""))
+                "Start a new chat, or load the model with a larger context." + (f"<br>{esc(detail)}" if detail else ""))
             self.context_banner.show()
         elif ev.kind == "done":
             stats: dict[str, Any] = {}
@@ -636,7 +638,7 @@ class ChatPanel(QWidget):
     def _reload_list(self) -> None:
         problems = self.chat_list.reload(self._store)
         for p in problems:
-            notifier().warning(f"Skipped a damaged chat ({p}); the file was left as it is.")
+            notifier().warning(f"Skipped a chat that could not be read ({p}).")
 
     def _open(self, chat: Chat, *, apply_settings: bool) -> None:
         self._draft_timer.stop()
@@ -753,8 +755,10 @@ class ChatPanel(QWidget):
             if ok and title.strip():
                 self.rename_chat(str(chat_id), title)
         elif chosen is delete:
-            answer = QMessageBox.question(self, "Delete chat", f"Delete “{index.data()}”? This can't be undone.")
-            if answer == QMessageBox.StandardButton.Yes:
+            box = plain_box(QMessageBox(QMessageBox.Icon.Question, "Delete chat",  # a title is not markup
+                                        f"Delete “{index.data()}”? This can't be undone.",
+                                        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self))
+            if box.exec() == QMessageBox.StandardButton.Yes:
                 self.delete_chat(str(chat_id))
 
     @Slot(QPoint)
@@ -765,11 +769,36 @@ class ChatPanel(QWidget):
         menu = QMenu(self)
         copy = menu.addAction("Copy message")
         copy_all = menu.addAction("Copy whole chat")
+        content = str(index.data(TranscriptRole.CONTENT) or "")
+        whole = menu.addAction("Show whole message") if len(content) > SHOWN_CHARS else None
         chosen = menu.exec(self.transcript_view.viewport().mapToGlobal(pos))
-        if chosen is copy:
+        if whole is not None and chosen is whole:
+            self.show_whole_message(content)
+        elif chosen is copy:
             QGuiApplication.clipboard().setText(str(index.data(TranscriptRole.CONTENT) or ""))
         elif chosen is copy_all:
             QGuiApplication.clipboard().setText(self._chat_as_text())
+
+    def show_whole_message(self, text: str) -> QDialog:
+        """A message too long for its bubble (shortened there), in a read-only window of its own.
+
+        QPlainTextEdit lays out one block at a time, and a long run without spaces wraps anywhere: even a
+        1 MB message opens in a fraction of a second (a bubble's layout would take minutes).
+        """
+        dlg = QDialog(self)
+        dlg.setWindowTitle(f"Whole message ({len(text):,} characters)")
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        view = QPlainTextEdit(dlg)
+        view.setReadOnly(True)
+        view.setWordWrapMode(QTextOption.WrapMode.WrapAnywhere if LONG_RUN.search(text) else
+                             QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        view.setPlainText(text)
+        lay = QVBoxLayout(dlg)
+        lay.addWidget(view)
+        dlg.resize(720, 540)
+        dlg.open()
+        self.whole_message_dialog = dlg  # tests look at it
+        return dlg
 
     def _chat_as_text(self) -> str:
         names = {"user": "You", "assistant": "Assistant", "system": "System"}
@@ -817,7 +846,7 @@ class ChatPanel(QWidget):
         self.empty_hint.setVisible(empty)
         if self._loaded:
             name = (self._model_path or "").replace("\\", "/").rsplit("/", 1)[-1]
-            self.empty_hint.setText(f"<b>{name or 'The model'}</b> is loaded.<br>Type a message below and "
+            self.empty_hint.setText(f"<b>{esc(name or 'The model')}</b> is loaded.<br>Type a message below and "
                                     "press Ctrl+Enter.")
             self.input.setPlaceholderText("Type a message…  (Ctrl+Enter sends, Esc stops)")
         else:

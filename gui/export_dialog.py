@@ -37,6 +37,7 @@ from core.loadsettings import LoadSettings
 from core.modelfile import ModelfileError, export_modelfile, spec_from
 from core.sampling import SamplingSettings
 from gui.notify import notifier
+from gui.plain import esc
 
 if TYPE_CHECKING:
     from core.fit import Plan
@@ -204,7 +205,7 @@ class ExportDialog(QDialog):
             write_text_atomic(target, self._text)
         except SaveError as exc:
             message = exc.strerror or str(exc)
-            self.status.setText(f"<span style='color:#D93B3B'>Not saved: {message}</span>")
+            self.status.setText(f"<span style='color:#D93B3B'>Not saved: {esc(message)}</span>")
             notifier().error(message, "Saving Modelfile")
             return False
         self._saved_path = target
@@ -265,7 +266,7 @@ class ExportDialog(QDialog):
             self._text = ""
             self.preview.setPlainText("")
             self.status.setText(f"<span style='color:#D93B3B'>This setup can't be written as a Modelfile: "
-                                f"{exc}</span>")
+                                f"{esc(exc)}</span>")
             self.save_button.setEnabled(False)
             self._update_command()
             return

@@ -49,6 +49,7 @@ from core.gguf_info import ModelInfo, read_model_info
 from core.library import LibraryEntry, list_models
 from core.ollama import OllamaModel, OllamaStore, read_store
 from gui import theme
+from gui.plain import tip
 from gui.workers import run_task
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -122,13 +123,13 @@ class ModelListModel(QAbstractListModel):
             name = r.entry.name
             return f"{name} (demo)" if r.entry.source == "demo" else name
         if role == Qt.ItemDataRole.ToolTipRole and r.entry.path in self._ollama:
-            return _ollama_tooltip(self._ollama[r.entry.path], r.info, r.error)
+            return tip(_ollama_tooltip(self._ollama[r.entry.path], r.info, r.error))
         if role == Role.OLLAMA:
             return self._ollama.get(r.entry.path)
         if role == Role.SECTION:
             first = next((i for i, x in enumerate(self._rows) if x.entry.source == "ollama"), -1)
             return self.ollama_caption if index.row() == first else None
-        if role == Qt.ItemDataRole.ToolTipRole:
+        if role == Qt.ItemDataRole.ToolTipRole:  # text from the file and its name: shown literally (tip)
             lines = [r.entry.path]
             if r.info is not None and r.info.name and r.info.name != r.entry.name:
                 lines.append(f"name in the file: {r.info.name}")
@@ -142,7 +143,7 @@ class ModelListModel(QAbstractListModel):
                     lines.append(f"Mixture of experts: {i.n_expert} experts, {i.n_expert_used} used per token")
                 if i.sliding_window:
                     lines.append(f"Sliding-window attention: window {i.sliding_window:,}")
-            return "\n".join(lines)
+            return tip("\n".join(lines))
         if role == Role.PATH:
             return r.entry.path
         if role == Role.INFO:

@@ -30,6 +30,7 @@ from core.hardware import PRESETS, Hardware, find_preset, what_if
 from core.loadsettings import LoadSettings
 from core.units import GiB, SizeError, parse_size
 from gui import theme
+from gui.plain import tip
 
 MIN_CTX = 512
 THIS_MACHINE = "this machine"
@@ -292,7 +293,7 @@ class LoadPanel(QGroupBox):
         self._machine = hw
         label = f"This machine ({hw.gpu.name})" if hw.gpu else "This machine (no NVIDIA GPU)"
         self.hw_combo.setItemText(0, label)
-        self.hw_combo.setItemData(0, hw.gpu_problem or "", Qt.ItemDataRole.ToolTipRole)
+        self.hw_combo.setItemData(0, tip(hw.gpu_problem), Qt.ItemDataRole.ToolTipRole)
 
     def machine(self) -> Hardware:
         """This machine's probed hardware (what a load really runs on)."""

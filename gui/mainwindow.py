@@ -60,6 +60,7 @@ from gui.load_panel import THIS_MACHINE, LoadPanel
 from gui.meter import MeterWidget
 from gui.notify import Level, notifier
 from gui.ollama_status import OllamaStatusLine
+from gui.plain import esc, plain_box, plain_label, tip
 from gui.tradeoff import TradeoffData, TradeoffView, sweep
 from gui.workers import engine_pool, run_task, wait_all
 
@@ -144,6 +145,8 @@ class MainWindow(QMainWindow):
         if restore_problems:
             notifier().warning("Some saved settings could not be used, so they are back to their defaults: "
                                + "; ".join(restore_problems))
+        if self.app_settings.notice:  # the settings file was damaged (kept aside) or held bad values
+            notifier().warning(self.app_settings.notice)
 
         if hardware is not None:
             self._set_machine(hardware)
@@ -163,7 +166,7 @@ class MainWindow(QMainWindow):
         self.meter = MeterWidget()
         self.advice = AdvicePanel()
 
-        self.model_title = QLabel("")
+        self.model_title = plain_label(QLabel(""))  # a file name: never markup
         self.model_title.setObjectName("modelTitle")
         self.model_title.setWordWrap(True)
         f = self.model_title.font()
@@ -171,6 +174,7 @@ class MainWindow(QMainWindow):
         f.setBold(True)
         self.model_title.setFont(f)
         self.model_facts = QLabel("")
+        self.model_facts.setTextFormat(Qt.TextFormat.RichText)  # our markup; outside text escaped
         self.model_facts.setWordWrap(True)
         self.model_facts.setStyleSheet(f"color:{theme.muted_css(self)};")
         self.ollama_line = OllamaStatusLine()  # where a running Ollama put the selected Ollama model
@@ -228,7 +232,7 @@ class MainWindow(QMainWindow):
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setToolTip("Stop loading the model")
         self.cancel_btn.setVisible(False)
-        self.engine_state = QLabel("No model loaded")
+        self.engine_state = plain_label(QLabel("No model loaded"))
         sb = self.statusBar()
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_btn)
@@ -358,7 +362,7 @@ class MainWindow(QMainWindow):
         self.model_title.setText(om.name if om is not None else Path(info.path).stem)
         self.ollama_line.check(om, self.load_panel.hardware(), self.load_panel.hardware_choice() == THIS_MACHINE,
                                self.load_panel.headroom())
-        self.model_title.setToolTip(f"name in the file: {info.name}" if info.name else "")
+        self.model_title.setToolTip(tip(f"name in the file: {info.name}") if info.name else "")
         facts = [info.arch, f"{theme.params(info.n_params)} parameters" if info.n_params else "",
                  info.file_type, theme.gib(info.file_size), f"{info.n_layer} layers",
                  f"trained context {theme.tokens(info.n_ctx_train)}" if info.n_ctx_train else "",
@@ -367,7 +371,7 @@ class MainWindow(QMainWindow):
         if om is not None:
             facts.insert(0, "Ollama model" + (f" (same blob as {', '.join(om.shared_with)})" if om.shared_with
                                               else ""))
-        self.model_facts.setText(" · ".join(x for x in facts if x))
+        self.model_facts.setText(esc(" · ".join(x for x in facts if x)))
         self.setWindowTitle(f"LayerFit — {om.name if om is not None else Path(info.path).name}")
         self._schedule_plan()
         self._schedule_save()
@@ -411,7 +415,7 @@ class MainWindow(QMainWindow):
         self.plan_inputs = None
         self.model_title.setText(path.removeprefix("ollama:") if self.ollama_model else Path(path).name)
         self.model_facts.setText(f"<span style='color:{theme.BAD.name()}'>Can't use this file: "
-                                 f"{error}</span>")
+                                 f"{esc(error)}</span>")
         self.meter.clear("This file can't be planned. Pick another model.")
         self.advice.clear()
         self.tradeoff.set_data(None)
@@ -673,6 +677,7 @@ class MainWindow(QMainWindow):
         if self.chat_panel.is_streaming:
             self.chat_panel.stop()
         engine = self._engine
+        engine.interrupt()  # a reply stuck before its first token must not keep Unload waiting
         self.load_result = None
         self.loaded_plan = None
         self.loaded_inputs = None
@@ -729,11 +734,25 @@ class MainWindow(QMainWindow):
                                                   "Modelfiles (Modelfile *.modelfile *.txt);;All files (*)")
             if not path:
                 return None
+        sampling = self.chat_panel.sampling()
+        if _file_size(path) > LARGE_MODELFILE_BYTES:  # parse off the GUI thread; apply when it is checked
+            name = Path(path).name
+
+            def parsed(spec: ModelfileSpec) -> None:
+                self._use_import(spec)
+
+            run_task(lambda: read_modelfile(path, sampling=sampling), on_result=parsed,
+                     on_error=lambda exc: notifier().error(exc, f"Import {name}"), context=f"Import {name}")
+            return None
         try:
-            spec = read_modelfile(path, sampling=self.chat_panel.sampling())
+            spec = read_modelfile(path, sampling=sampling)
         except (ModelfileError, OSError) as exc:
             notifier().error(exc, f"Import {Path(path).name}")
             return None
+        return self._use_import(spec)
+
+    def _use_import(self, spec: ModelfileSpec) -> ModelfileSpec:
+        """Apply a Modelfile that parsed and validated completely (nothing is applied from a broken one)."""
         self._import_spec = spec
         self.chat_panel.set_sampling(spec.sampling)
         if self.model_info is not None and self.model_info.path == spec.from_path:
@@ -769,7 +788,8 @@ class MainWindow(QMainWindow):
         if level == Level.ERROR.value and not self._closing:
             box = self._error_box
             if box is None or not box.isVisible():
-                box = QMessageBox(QMessageBox.Icon.Critical, "LayerFit", text, QMessageBox.StandardButton.Ok, self)
+                box = plain_box(QMessageBox(QMessageBox.Icon.Critical, "LayerFit", text,
+                                            QMessageBox.StandardButton.Ok, self))
                 box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
                 box.destroyed.connect(lambda *_: setattr(self, "_error_box", None))
                 self._error_box = box
@@ -821,9 +841,21 @@ class MainWindow(QMainWindow):
             self._cancel.set()
         if self._engine is not None:
             engine = self._engine
+            engine.interrupt()  # closing never waits behind a stuck reply (hard limit: STOP_DEADLINE)
             run_task(engine.close, pool=engine_pool(), context="Closing the engine")
         wait_all(15000)
         super().closeEvent(event)
+
+
+#: A Modelfile larger than this is parsed on a worker thread (a 20,000-line SYSTEM is ~1 MB).
+LARGE_MODELFILE_BYTES = 256 * 1024
+
+
+def _file_size(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except (OSError, ValueError):
+        return 0
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QSizePol
 from core.fit import Plan
 from core.placement import DeviceMemory, HostMemory, Placement
 from gui import theme
+from gui.plain import esc
 
 
 @dataclass(frozen=True)
@@ -332,7 +333,7 @@ class MeterWidget(QFrame):
             self.gpu_title.setText("<b>GPU</b>")
             self.gpu_text.setText(
                 f"<b>{theme.gib(s.gpu.total)}</b> for this model · {theme.gib(s.gpu_usable)} usable of "
-                f"{theme.gib(s.gpu_capacity)} on {s.gpu_name} ({theme.gib(s.headroom)} kept free"
+                f"{theme.gib(s.gpu_capacity)} on {esc(s.gpu_name)} ({theme.gib(s.headroom)} kept free"
                 + (f", {theme.gib(others)} used by others" if others >= 64 * 1024**2 else "") + ")")
         else:
             self.gpu_bar.set_data([], 0, empty_text="no NVIDIA GPU: everything runs on the CPU")

@@ -25,6 +25,7 @@ from core.loadsettings import LoadSettings
 from core.units import GiB
 from gui import theme
 from gui.load_panel import context_stops
+from gui.plain import plain_label
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,7 @@ class TradeoffView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.chart = TradeoffChart()
-        self.caption = QLabel("")
+        self.caption = plain_label(QLabel(""))  # names a card (NVML's or a preset's): never markup
         self.caption.setWordWrap(True)
         lay = QVBoxLayout(self)
         lay.addWidget(self.chart, 1)

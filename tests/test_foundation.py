@@ -85,15 +85,17 @@ def test_settings_with_wrong_types_fall_back_field_by_field() -> None:
 def test_unreadable_settings_are_never_overwritten_with_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     settings_path().parent.mkdir(parents=True, exist_ok=True)
     settings_path().write_text('{"headroom_mib": 2048}')
-    real_read = Path.read_text
+    import core.safeload
 
-    def denied(self: Path, *a: object, **k: object) -> str:
-        if self == settings_path():
-            raise PermissionError(errno.EACCES, "Permission denied", str(self))
-        return real_read(self, *a, **k)  # type: ignore[arg-type]
+    real_open = os.open
+
+    def denied(path: object, *a: object, **k: object) -> int:  # stored files are opened with os.open
+        if Path(str(path)) == settings_path():
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *a, **k)  # type: ignore[arg-type]
 
     with monkeypatch.context() as m:
-        m.setattr(Path, "read_text", denied)
+        m.setattr(core.safeload.os, "open", denied)
         s = AppSettings.load()
         assert s == AppSettings()  # defaults to run with …
         with pytest.raises(SaveError, match="could not be read"):

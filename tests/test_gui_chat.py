@@ -391,7 +391,10 @@ def test_a_damaged_chat_file_is_reported_and_skipped(qtbot: Any, messages: list[
     assert panel.chat_list.rowCount() == 1
     assert panel.current_chat.id == good.id
     assert any(level == "warning" and "broken.json" in text for level, text in messages)
-    assert store.directory.joinpath("broken.json").read_text(encoding="utf-8") == "{"
+    # kept aside, not deleted: the user is told once, and the next start is clean (issue 16)
+    kept = list(store.directory.glob("broken.json.bad-*"))
+    assert len(kept) == 1 and kept[0].read_text(encoding="utf-8") == "{"
+    assert not store.directory.joinpath("broken.json").exists()
 
 
 def test_rename_and_delete_from_the_panel(qtbot: Any) -> None:

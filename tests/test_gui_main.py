@@ -87,6 +87,7 @@ class FakeEngine:
         self.release.set()
         self.loads: list[Plan] = []
         self._stop = threading.Event()
+        self.interrupts = 0
         _fakes.append(self)
 
     def load(self, plan: Plan, progress: Callable[[float], None] | None = None,
@@ -111,6 +112,10 @@ class FakeEngine:
         yield ChatEvent("done", tokens=2, finish_reason="stopped" if self._stop.is_set() else "stop")
 
     def stop(self) -> None:
+        self._stop.set()
+
+    def interrupt(self) -> None:  # the real one also cancels a load; here a reply is all there is
+        self.interrupts += 1
         self._stop.set()
 
     def unload(self) -> None:

@@ -29,12 +29,15 @@ printable = st.characters(categories=("L", "M", "N", "P", "S"))
 text = st.lists(tricky | printable, max_size=12).map("".join).filter(lambda s: '"""' not in s)
 nonempty = text.filter(bool)
 int64 = st.integers(-(2**63), 2**63 - 1)
+# What LayerFit applies lands in 32-bit fields (llama.cpp's params, Qt's spin boxes): import range-checks
+# against that, so the round trip covers it; extra parameters are only carried, and stay 64-bit.
+int32 = st.integers(-(2**31), 2**31 - 1)
 finite = st.floats(min_value=-1e30, max_value=1e30, allow_nan=False, allow_infinity=False)
 
 samplings = st.builds(
     SamplingSettings,
-    temperature=finite, top_p=finite, top_k=int64, min_p=finite, repeat_penalty=finite,
-    repeat_last_n=int64, seed=st.none() | int64.filter(lambda n: n != -1), max_tokens=int64,
+    temperature=finite, top_p=finite, top_k=int32, min_p=finite, repeat_penalty=finite,
+    repeat_last_n=int32, seed=st.none() | int32.filter(lambda n: n != -1), max_tokens=int32,
     stop=st.lists(nonempty, max_size=4).map(tuple), system=text,
 )
 
@@ -48,7 +51,7 @@ def _extra(name: str) -> st.SearchStrategy[tuple[str, int | float | bool]]:
 specs = st.builds(
     ModelfileSpec,
     from_path=st.just(FROM),
-    num_ctx=st.none() | st.integers(1, 2**40),
+    num_ctx=st.none() | st.integers(1, 2**31 - 1),
     num_gpu=st.none() | st.integers(0, 1000),
     num_batch=st.none() | st.integers(1, 65536),
     num_thread=st.none() | st.integers(1, 512),
@@ -59,7 +62,7 @@ specs = st.builds(
     kv_type_k=st.none() | st.sampled_from(["f16", "q8_0", "q4_0", "f32"]),
     kv_type_v=st.none() | st.sampled_from(["f16", "q8_0", "q4_0"]),
     flash_attn=st.none() | st.sampled_from(["on", "off", "auto"]),
-    headroom=st.none() | st.integers(0, 2**40),
+    headroom=st.none() | st.integers(0, 64 * 2**30),
     extra_params=st.lists(st.sampled_from(EXTRA_PARAMETERS), unique=True, max_size=3).flatmap(
         lambda names: st.tuples(*(_extra(n) for n in names))),
     license=st.lists(text, max_size=2).map(tuple),

@@ -42,8 +42,14 @@ class ModelRef:
 
 def resolve(text: str) -> ModelRef:
     """A path that exists, else an Ollama name. A bad one raises CliError with one plain line."""
+    from core.library import path_problem
+
     try:
         path, om = resolve_model(text)
     except OllamaModelNotFound as exc:
+        if str(exc).startswith("no such model file: "):  # not an Ollama name either: say what the path is
+            raise CliError(path_problem(text)) from None
         raise CliError(str(exc)) from None
+    if om is None and not path.is_file():  # a pipe, a device: never opened
+        raise CliError(path_problem(text))
     return ModelRef(path.resolve() if om is None else path, om)
