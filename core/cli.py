@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from core import __version__
 from core.hardware import Hardware, find_preset, probe, what_if
-from core.loadsettings import LoadSettings
+from core.loadsettings import LoadSettings, requested_flash_attn
 from core.sampling import SamplingSettings
 from core.units import SizeError, parse_size
 
@@ -118,8 +118,7 @@ def plan_inputs(args: argparse.Namespace, base: LoadSettings | None = None) -> P
     s = s.with_(**changes)
     if s.n_ubatch > s.n_batch:
         s = s.with_(n_ubatch=s.n_batch)
-    if s.type_v not in ("f16", "f32") and s.flash_attn == "auto":
-        s = s.with_(flash_attn="on")  # a quantized V cache needs FA; asking for it means asking for FA
+    s = s.with_(flash_attn=requested_flash_attn(s.type_v, s.flash_attn))  # auto → on for a quantized V cache
     try:
         s.validate()
     except ValueError as exc:

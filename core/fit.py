@@ -21,7 +21,7 @@ from typing import Any
 from core.calibration import overhead_correction
 from core.gguf_info import ModelInfo
 from core.hardware import Hardware
-from core.loadsettings import KV_TYPES, LoadSettings
+from core.loadsettings import KV_TYPES, LoadSettings, kv_type_allowed
 from core.memory import DEFAULT_OVERHEAD, Estimate, GpuOverhead, _layout, estimate, resolve_flash_attn
 from core.placement import DeviceMemory, HostMemory, processor_line
 from core.speed import SpeedModel, predict_tps
@@ -40,10 +40,26 @@ class Suggestion:
     gpu_layers: int
     processor: str
     saves: int = 0  # bytes of GPU memory saved vs the current plan (may be 0)
+    #: Exactly the settings the suggestion names (field, value): applying it changes these and nothing
+    #: else, so Auto stays Auto. ``settings`` is the resolved result, for showing the effect.
+    changes: tuple[tuple[str, Any], ...] = ()
+    predicted_tps: float = 0.0  # decode tokens/s with the suggestion applied (core.speed)
+    current_tps: float = 0.0  # decode tokens/s of the plan it improves on
+
+    def apply_to(self, settings: LoadSettings) -> LoadSettings:
+        """``settings`` with exactly the named changes applied."""
+        return settings.with_(**dict(self.changes))
+
+    def speed_effect(self) -> str:
+        """"~4 → ~38 tok/s", or "" when a speed is unknown."""
+        if self.predicted_tps <= 0 or self.current_tps <= 0:
+            return ""
+        return f"~{self.current_tps:.0f} → ~{self.predicted_tps:.0f} tok/s"
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "settings": self.settings.to_dict(), "gpu_layers": self.gpu_layers,
-                "processor": self.processor, "saves": self.saves}
+                "processor": self.processor, "saves": self.saves, "changes": dict(self.changes),
+                "predicted_tps": round(self.predicted_tps, 2)}
 
 
 @dataclass(frozen=True)
@@ -328,9 +344,14 @@ def _suggestions(ctx: _Ctx, requested: LoadSettings, p: Plan) -> tuple[Suggestio
     m = ctx.model
     out: list[Suggestion] = []
 
-    def sug(text: str, q: Plan) -> Suggestion:
-        return Suggestion(text, q.settings, q.gpu_layers, q.processor, max(0, p.gpu.total - q.gpu.total)
-                          if q.gpu_layers == p.gpu_layers else 0)
+    def sug(text: str, q: Plan, changes: dict[str, Any], saves: int | None = None) -> Suggestion:
+        if saves is None:
+            saves = max(0, p.gpu.total - q.gpu.total) if q.gpu_layers == p.gpu_layers else 0
+        return Suggestion(text, q.settings, q.gpu_layers, q.processor, saves, tuple(changes.items()),
+                          q.predicted_tps, p.predicted_tps)
+
+    def trial(**changes: Any) -> tuple[Plan, dict[str, Any]]:
+        return _choose(ctx, requested.with_(**changes)), changes
 
     # 1. The largest power-of-two context that gives 100 % GPU (never applied silently).
     powers = [c for c in (2**i for i in range(9, 21)) if c < requested.n_ctx]
@@ -343,55 +364,57 @@ def _suggestions(ctx: _Ctx, requested: LoadSettings, p: Plan) -> tuple[Suggestio
         else:
             hi = mid - 1
     if found is not None:
-        out.append(sug(f"num_ctx {found.settings.n_ctx} → 100% GPU", found))
+        out.append(sug(f"num_ctx {found.settings.n_ctx} → 100% GPU", found, {"n_ctx": found.settings.n_ctx}))
     else:
         # No context gives 100 % GPU (the weights alone are too big): a shorter context still frees
         # VRAM for more layers, which is the trade-off users weigh (long context vs speed).
         for c in (32768, 8192):
             if c < requested.n_ctx:
-                q = _choose(ctx, requested.with_(n_ctx=c))
+                q, ch = trial(n_ctx=c)
                 if q.gpu_layers > p.gpu_layers and _better(q, p):
-                    out.append(sug(f"num_ctx {c} → {_effect(q)}", q))
+                    out.append(sug(f"num_ctx {c} → {_effect(q)}", q, ch))
                 break
 
-    # 2. A quantized KV cache (needs flash attention).
+    # 2. A quantized KV cache (needs flash attention: Auto turns it on by itself, Off must become On).
     cur = KV_TYPES.index(requested.type_k) if requested.type_k in KV_TYPES else 0
     fa_ok = resolve_flash_attn(m, requested.with_(flash_attn="auto"), True) or requested.flash_attn == "on"
     for kv in KV_TYPES[cur + 1:]:
         if not fa_ok:
             break
-        q = _choose(ctx, requested.with_(type_k=kv, type_v=kv, flash_attn="on"))
+        kv_changes: dict[str, Any] = {"type_k": kv, "type_v": kv}
+        if not kv_type_allowed(kv, requested.flash_attn):
+            kv_changes["flash_attn"] = "on"
+        q, ch = trial(**kv_changes)
         if _better(q, p):
-            out.append(sug(f"KV cache {kv} (needs flash attention) → {_effect(q)}", q))
+            out.append(sug(f"KV cache {kv} (needs flash attention) → {_effect(q)}", q, ch))
             if q.fits_gpu:
                 break
 
     # 3. Flash attention, when it is off.
     if not p.flash_attn and fa_ok:
-        q = _choose(ctx, requested.with_(flash_attn="on"))
+        q, ch = trial(flash_attn="on")
         same = _est(ctx, p.settings.with_(flash_attn="on"), p.gpu_layers, True, p.use_gpu)
         saves = max(0, p.gpu.total - same.gpu.total)
         if saves > 64 * 1024**2 or _better(q, p):
-            out.append(Suggestion(f"flash attention on → saves {_g(saves)} ({_effect(q)})", q.settings,
-                                  q.gpu_layers, q.processor, saves))
+            out.append(sug(f"flash attention on → saves {_g(saves)} ({_effect(q)})", q, ch, saves))
 
     # 4. Sliding-window layers with a full-size cache.
     if requested.swa_full and any(m.swa_layers):
-        q = _choose(ctx, requested.with_(swa_full=False))
+        q, ch = trial(swa_full=False)
         if _better(q, p):
-            out.append(sug(f"swa_full off (window-sized cache for sliding-window layers) → {_effect(q)}", q))
+            out.append(sug(f"swa_full off (window-sized cache for sliding-window layers) → {_effect(q)}", q, ch))
 
     # 5. The KV cache in RAM (attention on the CPU): all layers' weights can then go to the GPU.
     if requested.offload_kqv and p.settings.offload_kqv:
-        q = _choose(ctx, requested.with_(offload_kqv=False))
+        q, ch = trial(offload_kqv=False)
         if _better(q, p):
-            out.append(sug(f"KV cache in RAM (attention on the CPU, slower prompts) → {_effect(q)}", q))
+            out.append(sug(f"KV cache in RAM (attention on the CPU, slower prompts) → {_effect(q)}", q, ch))
 
     # 6. MoE experts in RAM, when the fitter did not already pick it.
     if m.n_expert and not p.settings.experts_on_cpu:
-        q = _choose(ctx, requested.with_(experts_on_cpu=True, n_gpu_layers=None))
+        q, ch = trial(experts_on_cpu=True)
         if q.settings.experts_on_cpu and _better(q, p):
-            out.append(sug(f"MoE expert weights in RAM → {_effect(q)}", q))
+            out.append(sug(f"MoE expert weights in RAM → {_effect(q)}", q, ch))
     return tuple(out)
 
 

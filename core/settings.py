@@ -45,6 +45,8 @@ class AppSettings:
     sampling: dict[str, Any] = field(default_factory=dict)  # SamplingSettings.to_dict()
     headroom_mib: int = 768
     hardware_choice: str = "this machine"  # or a preset key / size
+    whatif_ram_mib: int = 0  # RAM of the what-if machine; 0 = this machine's
+    model_settings: dict[str, Any] = field(default_factory=dict)  # library key → LoadSettings.to_dict()
     window_geometry: str | None = None  # base64 of QWidget.saveGeometry()
     window_state: str | None = None
     last_chat_id: str | None = None

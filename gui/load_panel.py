@@ -24,26 +24,14 @@ from PySide6.QtWidgets import (
 from core.gguf_info import ModelInfo
 from core.hardware import PRESETS, Hardware, find_preset, what_if
 from core.loadsettings import LoadSettings
+from core.tradeoff import MIN_CTX, context_stops
 from core.units import GiB, SizeError, parse_size
 from gui import theme
 
-MIN_CTX = 512
 THIS_MACHINE = "this machine"
 CUSTOM = "custom"
 KV_CHOICES = (("f16", "f16"), ("q8_0", "q8_0 (½ memory)"), ("q4_0", "q4_0 (¼ memory)"))
 FA_CHOICES = (("auto", "Auto"), ("on", "On"), ("off", "Off"))
-
-
-def context_stops(n_ctx_train: int) -> list[int]:
-    """Slider positions: powers of two from 512 up to the trained context (which is always the last stop)."""
-    top = max(n_ctx_train, MIN_CTX)
-    stops = []
-    v = MIN_CTX
-    while v < top:
-        stops.append(v)
-        v *= 2
-    stops.append(top)
-    return stops
 
 
 class LoadPanel(QGroupBox):
