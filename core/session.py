@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 THIS_MACHINE = "this machine"
 #: How many models' settings are remembered (the most recently used ones).
 MAX_REMEMBERED = 200
+_INT32_MAX = 2**31 - 1  # what a saved count may be (Qt's spin boxes and llama.cpp's params are 32-bit)
 
 
 class Change(StrEnum):
@@ -167,9 +168,16 @@ class Session:
         if d is None:
             return None
         try:
-            return LoadSettings.from_dict(d)
-        except (TypeError, ValueError, OverflowError):
+            s = LoadSettings.from_dict(d)
+            s.validate()
+            for name in ("n_ctx", "n_gpu_layers", "n_batch", "n_ubatch", "n_threads"):
+                if (getattr(s, name) or 0) > _INT32_MAX:
+                    raise ValueError(f"{name} {getattr(s, name)} is too large")
+        except (TypeError, ValueError, OverflowError) as exc:
+            self._remembered.pop(key, None)
+            self.restore_problems.append(f"load settings for {key} ({describe(exc)}); the defaults are used")
             return None
+        return s
 
     # ---- model --------------------------------------------------------------------------------------------
     def select_model(self, info: ModelInfo, key: str | None = None, ollama: OllamaModel | None = None) -> None:
