@@ -91,6 +91,16 @@ def default_settings(model: ModelInfo, base: LoadSettings | None = None) -> Load
     return s
 
 
+def usable_settings(d: dict[str, Any]) -> LoadSettings:
+    """Saved settings, checked: ValueError (in words) for values llama.cpp or the form can't take."""
+    s = LoadSettings.from_dict(d)
+    s.validate()
+    for name in ("n_ctx", "n_gpu_layers", "n_batch", "n_ubatch", "n_threads"):
+        if (getattr(s, name) or 0) > _INT32_MAX:
+            raise ValueError(f"{name} {getattr(s, name):,} is too large")
+    return s
+
+
 class Session:
     """The state of one LayerFit session. Not thread-safe: call it from one thread (the GUI's)."""
 
@@ -134,8 +144,11 @@ class Session:
         for key, d in a.model_settings.items():
             if isinstance(d, dict):
                 self._remembered[str(key)] = d
-        if a.last_model and a.load_settings and a.last_model not in self._remembered:
-            self._remembered[a.last_model] = a.load_settings  # settings saved before per-model memory
+        if a.load_settings and (not a.last_model or a.last_model not in self._remembered):
+            # settings saved before per-model memory: the last model's
+            self._attempt("load settings", lambda: usable_settings(a.load_settings))
+            if a.last_model and not self.restore_problems:
+                self._remembered[a.last_model] = a.load_settings
 
     def _attempt(self, what: str, fn: Callable[[], object]) -> None:
         try:
@@ -168,11 +181,7 @@ class Session:
         if d is None:
             return None
         try:
-            s = LoadSettings.from_dict(d)
-            s.validate()
-            for name in ("n_ctx", "n_gpu_layers", "n_batch", "n_ubatch", "n_threads"):
-                if (getattr(s, name) or 0) > _INT32_MAX:
-                    raise ValueError(f"{name} {getattr(s, name)} is too large")
+            s = usable_settings(d)
         except (TypeError, ValueError, OverflowError) as exc:
             self._remembered.pop(key, None)
             self.restore_problems.append(f"load settings for {key} ({describe(exc)}); the defaults are used")

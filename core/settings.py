@@ -47,6 +47,8 @@ class AppSettings:
     hardware_choice: str = "this machine"  # or a preset key / size
     whatif_ram_mib: int = 0  # RAM of the what-if machine; 0 = this machine's
     model_settings: dict[str, Any] = field(default_factory=dict)  # library key → LoadSettings.to_dict()
+    last_folder: str | None = None  # where file dialogs open
+    color_scheme: str = "system"  # "system" | "light" | "dark"
     window_geometry: str | None = None  # base64 of QWidget.saveGeometry()
     window_state: str | None = None
     last_chat_id: str | None = None

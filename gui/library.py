@@ -48,7 +48,7 @@ from core.errors import describe
 from core.gguf_info import ModelInfo, read_model_info
 from core.library import LibraryEntry, list_models
 from core.ollama import OllamaModel, OllamaStore, read_store
-from gui import theme
+from gui import dialog_dirs, theme
 from gui.workers import run_task
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -519,11 +519,15 @@ class LibraryPanel(QWidget):
             self._read(nxt, prefetch=True)
 
     def _ask_file(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Add GGUF models", str(Path.home()), "GGUF models (*.gguf)")
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add GGUF models", dialog_dirs.last_dir(), "GGUF models (*.gguf)")
+        if paths:
+            dialog_dirs.remember(paths[0])
         self.add_files(paths)
 
     def _ask_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a folder of GGUF models", str(Path.home()))
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of GGUF models", dialog_dirs.last_dir())
+        if folder:
+            dialog_dirs.remember(folder)
         if folder:
             self.add_folder(folder)
 

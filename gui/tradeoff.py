@@ -150,13 +150,13 @@ class TradeoffChart(QWidget):
                            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{v:g}")
                 v += sstep
             spath = QPainterPath()
-            first = True
+            start = True
             for pt in d.points:
                 if not pt.tok_s:
                     continue
                 pos = QPointF(X(pt.ctx), YS(pt.tok_s))
-                spath.moveTo(pos) if first else spath.lineTo(pos)
-                first = False
+                spath.moveTo(pos) if start else spath.lineTo(pos)
+                start = False
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.setPen(QPen(theme.SPEED, 2, Qt.PenStyle.SolidLine))
             p.drawPath(spath)

@@ -33,10 +33,10 @@ def run(args: argparse.Namespace) -> int:
     # The same rules as the GUI's export (core.export): a pinned --gpu-layers is the user's word, no
     # num_gpu 0 only because this machine has no GPU, a warning when the plan does not fit.
     plan = replace(plan, model=replace(info, path=str(model.resolve())))
-    out = spec_for_plan(plan, sampling_from_args(args, base=ref.sampling()), requested=inputs.settings,
+    made = spec_for_plan(plan, sampling_from_args(args, base=ref.sampling()), requested=inputs.settings,
                         let_ollama_decide=args.auto_gpu, num_predict_set=True if args.num_predict is not None else None)
     try:
-        text = export_modelfile(out.spec)
+        text = export_modelfile(made.spec)
     except ModelfileError as exc:
         raise CliError(str(exc), 2) from exc
 
