@@ -28,16 +28,23 @@ def _lib_dir() -> Path | None:
 
 
 def _ggml() -> ctypes.CDLL | None:
-    d = _lib_dir()
+    """The libggml that libllama itself uses.
+
+    Opened by soname once llama_cpp is imported: dlopen then hands back the copy already loaded for libllama.
+    A frozen bundle may hold a second copy (PyInstaller collects dependencies next to the executable), and
+    backends registered in the wrong copy would be invisible to llama.cpp.
+    """
+    d = _lib_dir()  # imports llama_cpp, which loads libllama and its libggml
     if d is None:
         return None
-    for name in ("libggml.so", "libggml.dylib", "ggml.dll"):
-        p = d / name
-        if p.exists():
+    names = sorted((p.name for p in d.glob("libggml.so.*")), key=len) + ["libggml.so", "libggml.dylib",
+                                                                         "ggml.dll"]
+    for name in names:
+        for target in (name, str(d / name)):
             try:
-                return ctypes.CDLL(str(p))
+                return ctypes.CDLL(target)
             except OSError:
-                return None
+                continue
     return None
 
 

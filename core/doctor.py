@@ -130,7 +130,11 @@ def _cpu_finding(system_info: str) -> Finding:
     feats = sorted(parse_features(system_info) & {"AVX2", "AVX512", "AVX512_VNNI", "AVX512_BF16", "AMX_INT8",
                                                   "AVX_VNNI", "FMA", "F16C"})
     has_amx = "amx_int8" in flags
-    detail = (f"{cpu_model_name()} ({'has' if has_amx else 'no'} AMX); the build uses "
+    from core.backends import loaded_variant
+
+    variant = loaded_variant()
+    kind = f"the portable build picked its {variant} CPU variant, which uses" if variant else "the build uses"
+    detail = (f"{cpu_model_name()} ({'has' if has_amx else 'no'} AMX); {kind} "
               f"{', '.join(feats) if feats else 'baseline x86-64 only'}")
     if amx:
         return Finding("CPU", "fail", detail + " — AMX is compiled in, which crashes llama.cpp on many AMX CPUs",

@@ -50,3 +50,20 @@ def messages() -> Iterator[list[tuple[str, str]]]:
     notifier().message.connect(record)
     yield seen
     notifier().message.disconnect(record)
+
+
+# A real Ollama store in a temp folder (manifests + sha256-named blobs, one of them the demo model), shared by
+# the Ollama store and client tests; each test module gets its own copy.
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, demo_model: Path, tiny_model: Path) -> Path:
+    from ollama_store_factory import build_seed_store
+
+    root = tmp_path_factory.mktemp("ollama") / "models"
+    build_seed_store(root, demo_model, tiny_model)
+    return root
+
+
+@pytest.fixture
+def env_store(store: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("OLLAMA_MODELS", str(store))
+    return store

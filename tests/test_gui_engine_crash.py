@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from test_gui_main import CPU_MACHINE, _wait_plan, _window
+from test_gui_main import load_demo_on_cpu
 
 from core.chats import ChatStore
 
@@ -16,14 +16,7 @@ from core.chats import ChatStore
 @pytest.mark.slow
 def test_a_segfaulting_engine_is_explained_and_the_chat_is_kept(  # type: ignore[no-untyped-def]
         qtbot, demo_model: Path, messages: list[tuple[str, str]]) -> None:
-    w = _window(qtbot, hardware=CPU_MACHINE)
-    _wait_plan(qtbot, w, str(demo_model))
-    w.load_panel.ctx_spin.setValue(512)
-    qtbot.waitUntil(lambda: w.plan is not None and w.plan.settings.n_ctx == 512)
-    with qtbot.waitSignal(w.loaded, timeout=180000):
-        w.load_action.trigger()
-    pid = w._engine.child_pid if w._engine is not None else None
-    assert pid is not None
+    w, pid = load_demo_on_cpu(qtbot, demo_model)
     os.kill(pid, signal.SIGSEGV)  # what an AMX build does at the first decode
     typed = "What is the capital of France?"
     with qtbot.waitSignal(w.unloaded, timeout=60000):

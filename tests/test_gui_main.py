@@ -42,6 +42,19 @@ def _window(qtbot, hardware: Hardware = MACHINE, **kw) -> MainWindow:  # type: i
     return w
 
 
+def load_demo_on_cpu(qtbot, demo_model: Path) -> tuple[MainWindow, int]:  # type: ignore[no-untyped-def]
+    """A window with the demo model really loaded on the CPU at 512 tokens; returns it and the engine's pid."""
+    w = _window(qtbot, hardware=CPU_MACHINE)
+    _wait_plan(qtbot, w, str(demo_model))
+    w.load_panel.ctx_spin.setValue(512)
+    qtbot.waitUntil(lambda: w.plan is not None and w.plan.settings.n_ctx == 512)
+    with qtbot.waitSignal(w.loaded, timeout=180000):
+        w.load_action.trigger()
+    pid = w._engine.child_pid if w._engine is not None else None
+    assert pid is not None
+    return w, pid
+
+
 def _wait_plan(qtbot, w: MainWindow, path: str | None = None, timeout: int = 60000) -> None:  # type: ignore[no-untyped-def]
     qtbot.waitUntil(lambda: w.plan is not None and w.meter.state is not None
                     and (path is None or w.plan.model.path == path), timeout=timeout)
@@ -473,14 +486,7 @@ def test_unusable_saved_settings_are_reported_not_fatal(qtbot, tmp_path: Path,  
 @pytest.mark.slow
 def test_killing_the_real_engine_mid_chat_unloads_the_window(qtbot, demo_model: Path) -> None:  # type: ignore[no-untyped-def]
     pytest.importorskip("llama_cpp")
-    w = _window(qtbot, hardware=CPU_MACHINE)
-    _wait_plan(qtbot, w, str(demo_model))
-    w.load_panel.ctx_spin.setValue(512)
-    qtbot.waitUntil(lambda: w.plan is not None and w.plan.settings.n_ctx == 512)
-    with qtbot.waitSignal(w.loaded, timeout=180000):
-        w.load_action.trigger()
-    pid = w._engine.child_pid if w._engine is not None else None
-    assert pid is not None
+    w, pid = load_demo_on_cpu(qtbot, demo_model)
     os.kill(pid, signal.SIGKILL)
     with qtbot.waitSignal(w.unloaded, timeout=60000):
         w.chat_panel.input.setPlainText("Are you there?")

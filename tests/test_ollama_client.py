@@ -13,7 +13,6 @@ from pathlib import Path
 import ollama_api_fixtures as api
 import pytest
 from ollama_fake_server import FakeOllama, closed_port
-from ollama_store_factory import build_seed_store
 
 from core.cli import main
 from core.fit import plan_for_layers
@@ -30,19 +29,6 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOllama]:
     monkeypatch.setenv("OLLAMA_HOST", f.host)
     yield f
     f.close()
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, demo_model: Path, tiny_model: Path) -> Path:
-    root = tmp_path_factory.mktemp("ollama") / "models"
-    build_seed_store(root, demo_model, tiny_model)
-    return root
-
-
-@pytest.fixture
-def env_store(store: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("OLLAMA_MODELS", str(store))
-    return store
 
 
 # --- the client -----------------------------------------------------------------------------------------

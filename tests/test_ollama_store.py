@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from ollama_store_factory import build_seed_store
 
 from core.cli import main
 from core.loadsettings import LoadSettings
@@ -28,19 +27,6 @@ from core.ollama import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, demo_model: Path, tiny_model: Path) -> Path:
-    root = tmp_path_factory.mktemp("ollama") / "models"
-    build_seed_store(root, demo_model, tiny_model)
-    return root
-
-
-@pytest.fixture
-def env_store(store: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("OLLAMA_MODELS", str(store))
-    return store
 
 
 def _tree(root: Path) -> dict[str, tuple[int, int, str]]:
