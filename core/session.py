@@ -403,15 +403,20 @@ class Session:
             self._tell(Change.SAMPLING)
 
 
+def placement_extras(plan: Plan) -> str:
+    """What else the plan keeps in RAM besides whole layers: "MoE expert weights in RAM", "" if nothing."""
+    extras = []
+    if plan.settings.experts_on_cpu and plan.model.n_expert:
+        extras.append("MoE expert weights in RAM")
+    if not plan.settings.offload_kqv:
+        extras.append("KV cache in RAM")
+    return ", ".join(extras)
+
+
 def describe_placement(plan: Plan) -> str:
     """One line for the meter's headline: "48 of 65 layers on the GPU", naming experts in RAM."""
-    total = plan.n_layers_total
-    line = f"{plan.gpu_layers} of {total} layers on the GPU"
-    if plan.settings.experts_on_cpu and plan.model.n_expert:
-        line += ", MoE expert weights in RAM"
-    if not plan.settings.offload_kqv:
-        line += ", KV cache in RAM"
-    return line
+    extras = placement_extras(plan)
+    return f"{plan.gpu_layers} of {plan.n_layers_total} layers on the GPU" + (f", {extras}" if extras else "")
 
 
-__all__ = ["THIS_MACHINE", "Change", "Loaded", "MeterSource", "PlanInputs", "Session", "describe_placement"]
+__all__ = ["THIS_MACHINE", "Change", "Loaded", "MeterSource", "PlanInputs", "Session", "describe_placement", "placement_extras"]
