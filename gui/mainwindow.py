@@ -12,31 +12,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import (
-    QFileDialog,
-    QLabel,
-    QMainWindow,
-    QMessageBox,
-    QScrollArea,
-    QSplitter,
-    QTabWidget,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget, QWidget
 
 from core.engine import Engine, LoadResult
 from core.fit import Plan
 from core.gguf_info import ModelInfo
 from core.hardware import Hardware, probe, probe_ram_only
 from core.modelfile import ModelfileSpec
-from core.modelfile_report import read_import
 from core.ollama import OllamaModel
-from core.session import Change, Loaded, MeterSource, Session
+from core.session import Change, Loaded, Session
 from core.settings import AppSettings
-from core.tradeoff import TradeoffData, sweep
 from gui import dialog_dirs
+from gui import window_parts as parts
 from gui.advice import AdvicePanel
 from gui.chat_panel import ChatPanel
 from gui.engine_control import EngineControl
@@ -45,7 +34,8 @@ from gui.library import OLLAMA_PREFIX, LibraryPanel
 from gui.load_panel import LoadPanel
 from gui.meter import MeterWidget
 from gui.model_header import ModelHeader
-from gui.notify import Level, notifier
+from gui.notify import notifier
+from gui.ollama_status import OllamaStatusLine
 from gui.tradeoff import TradeoffView
 from gui.window_menus import apply_color_scheme, build_actions
 from gui.workers import run_task, wait_all
@@ -61,6 +51,20 @@ class MainWindow(QMainWindow):
     plan_changed = Signal(object)
     loaded = Signal(object)
     unloaded = Signal()
+    # built by gui.window_parts.build_ui
+    library: LibraryPanel
+    header: ModelHeader
+    model_title: QLabel
+    model_facts: QLabel
+    ollama_line: OllamaStatusLine
+    load_panel: LoadPanel
+    meter: MeterWidget
+    advice: AdvicePanel
+    tabs: QTabWidget
+    chat_panel: ChatPanel
+    tradeoff: TradeoffView
+    splitter: QSplitter
+    engine_state: QLabel
 
     def __init__(self, settings: AppSettings | None = None, *, hardware: Hardware | None = None,
                  engine_factory: Any = None, prefetch: bool = True, parent: QWidget | None = None) -> None:
@@ -77,17 +81,17 @@ class MainWindow(QMainWindow):
         self._last_error: str | None = None
         dialog_dirs.restore(self.app_settings.last_folder)
         self.setAcceptDrops(True)
-        self._build_ui(prefetch)
+        parts.build_ui(self, prefetch)
         self.actions_ = build_actions(self)
         self.load_action, self.unload_action = self.actions_.load, self.actions_.unload
         self.export_action, self.import_action = self.actions_.export, self.actions_.import_
         self._timers = {name: self._timer(ms) for name, ms in (("advice", 0), ("sweep", 120),
                                                                  ("save", 400))}
-        self._restore_window()
+        parts.restore_window(self)
         self._connect_signals()
         for level, text in notifier().release():
             self._on_message(level, text)
-        self._report_restore_problems()
+        parts.report_restore_problems(self)
         self._update_actions()
         if hardware is None:
             run_task(probe, on_result=self.session.set_machine, context="Probing the GPU")
@@ -101,48 +105,6 @@ class MainWindow(QMainWindow):
         return t
 
     # ---- construction -----------------------------------------------------------------------------------
-    def _build_ui(self, prefetch: bool) -> None:
-        s = self.app_settings
-        self.library = LibraryPanel(s.model_folders, s.extra_models, prefetch=prefetch)
-        self.library.setMinimumWidth(200)
-        self.header = ModelHeader()
-        self.model_title, self.model_facts, self.ollama_line = (self.header.title, self.header.facts,
-                                                                 self.header.ollama_line)
-        self.load_panel = LoadPanel()
-        self.meter = MeterWidget()
-        self.meter.setObjectName("meterFrame")
-        self.meter.setStyleSheet("QFrame#meterFrame { border: 1px solid palette(mid); border-radius: 6px; }")
-        self.advice = AdvicePanel()
-        center = QWidget()
-        cl = QVBoxLayout(center)
-        cl.setContentsMargins(6, 0, 6, 0)
-        cl.setSpacing(10)
-        for w in (self.header, self.load_panel, QLabel("<b>Where it will live</b>"), self.meter, self.advice):
-            cl.addWidget(w)
-        cl.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(center)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setMinimumWidth(360)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.tabs = QTabWidget()
-        self.chat_panel = ChatPanel(self._engine_for_chat)
-        self.tabs.addTab(self.chat_panel, "Chat")
-        self.tradeoff = TradeoffView()
-        self.tabs.addTab(self.tradeoff, "Trade-off")
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        parts: tuple[tuple[QWidget, int], ...] = ((self.library, 0), (scroll, 3), (self.tabs, 4))
-        for i, (part, stretch) in enumerate(parts):
-            self.splitter.addWidget(part)
-            self.splitter.setStretchFactor(i, stretch)
-        self.splitter.setSizes([220, 520, 700])
-        self.splitter.setChildrenCollapsible(False)
-        self.setCentralWidget(self.splitter)
-        self.engine.add_to(self.statusBar())
-        self.engine_state = self.engine.state
-        self.resize(1440, 900)
-
     def _connect_signals(self) -> None:
         """Every connection between the window's parts, in one place."""
         notifier().message.connect(self._on_message)
@@ -172,27 +134,6 @@ class MainWindow(QMainWindow):
         self.engine.busy_changed.connect(self._update_actions)
         self.chat_panel.engineLost.connect(lambda _r: self.engine.lost())
         self.chat_panel.streamingChanged.connect(self._update_actions)
-
-    def _restore_window(self) -> None:
-        s, problems = self.app_settings, self.session.restore_problems
-        try:
-            if s.window_geometry:
-                self.restoreGeometry(QByteArray.fromBase64(s.window_geometry.encode()))
-            if s.window_state:
-                self.restoreState(QByteArray.fromBase64(s.window_state.encode()))
-        except Exception as exc:  # noqa: BLE001 - a saved value must never stop the window from opening
-            problems.append(f"window layout ({exc})")
-        self.load_panel.set_headroom(self.session.headroom)
-        self.load_panel.set_hardware_choice(self.session.hardware_choice, self.session.whatif_ram)
-        self.set_color_scheme(s.color_scheme)
-        if s.last_model:
-            self.library.select_path(s.last_model)
-
-    def _report_restore_problems(self) -> None:
-        problems, self.session.restore_problems = self.session.restore_problems, []
-        if problems:
-            notifier().warning("Some saved settings could not be used, so they are back to their defaults: "
-                               + "; ".join(problems))
 
     def set_color_scheme(self, scheme: str) -> None:
         self.app_settings.color_scheme = scheme if scheme in self.actions_.schemes else "system"
@@ -232,7 +173,7 @@ class MainWindow(QMainWindow):
             name = self.header.show_model(s.model, s.ollama)
             self.setWindowTitle(name)  # Qt adds " — LayerFit" (the application display name)
             self.load_panel.set_model(s.model)
-            self._report_restore_problems()
+            parts.report_restore_problems(self)
         elif change is Change.SETTINGS and self.load_panel.settings() != s.settings:
             self.load_panel.set_settings(s.settings)
         elif change is Change.SAMPLING and self.chat_panel.sampling() != s.sampling:
@@ -252,52 +193,14 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def _render_plan(self) -> None:
-        """Meter, layer slider, advice and chart follow the session's one shown plan."""
-        s = self.session
-        if s.model is None:
-            return
-        plan = s.shown_plan()
-        if plan is None:
-            msg = s.plan_error or "no plan"
-            self.meter.clear(f"Can't plan this model: {msg}")
-            if msg != self._last_error:
-                self._last_error = msg
-                notifier().error(msg, "Planning")
-            return
-        self._last_error = None
-        if s.meter_source() is MeterSource.MEASURED and s.loaded is not None:
-            self.meter.set_measured(s.loaded.result.placement, s.loaded.plan)
-        else:
-            self.meter.set_plan(plan)
-        if s.plan is not None:
-            self.load_panel.show_resolved_layers(s.plan.gpu_layers)
-        self.ollama_line.check(s.ollama, s.hardware(), not s.is_what_if(), s.headroom)
-        self._timers["advice"].start()
-        self._timers["sweep"].start()
-        self.plan_changed.emit(plan)
+        parts.render_plan(self)
 
     def _update_advice(self) -> None:
-        try:
-            plan = self.session.advise()
-        except Exception as exc:  # noqa: BLE001 - the meter already shows the plan; say why advice is missing
-            notifier().error(exc, "Suggestions")
-            return
-        if plan is not None:
-            self.advice.set_plan(plan)
-            self.plan_changed.emit(plan)
+        parts.update_advice(self)
 
     def _start_sweep(self) -> None:
-        s = self.session
-        if s.model is None or s.plan is None:
-            return
-        self._sweep_id += 1
-        sid, model, settings, hw, headroom = self._sweep_id, s.model, s.settings, s.hardware(), s.headroom
-        run_task(lambda: sweep(model, settings, hw, headroom), on_result=lambda d: self._on_sweep(sid, d),
-                 context="Charting the trade-off")
-
-    def _on_sweep(self, sid: int, data: TradeoffData) -> None:
-        if sid == self._sweep_id and not self._closing:  # drop stale sweeps
-            self.tradeoff.set_data(data)
+        self._sweep_id += 1  # tags the result: a stale sweep is dropped
+        parts.start_sweep(self, self._sweep_id)
 
     # ---- the user's intents → the session -----------------------------------------------------------------
     def _on_model_chosen(self, info: ModelInfo) -> None:
@@ -339,44 +242,17 @@ class MainWindow(QMainWindow):
 
     def export_modelfile(self) -> None:
         """Export the *selected* model's plan for this machine (never the loaded one of another model)."""
-        s = self.session
-        s.set_sampling(self.chat_panel.sampling())
-        plan = s.export_plan()
-        if s.model is None or plan is None:
-            notifier().info("Pick a model first: the Modelfile is written from its plan.")
-            return
-        notes = ([f"The what-if card ({s.hardware_choice}) was only for planning: this file is for this "
-                  "machine's hardware."] if s.is_what_if() else [])
-        dlg = ExportDialog(s.model, plan, s.sampling, self.chat_panel.messages(), self, requested=s.settings,
-                           ollama_source=s.ollama.name if s.ollama is not None else None, extra_notes=notes)
-        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dlg.open()
-        self.export_dialog = dlg  # tests drive the open dialog
+        parts.export_modelfile(self)
 
     def import_modelfile(self, path: str | None = None) -> ModelfileSpec | None:
-        """Read an Ollama Modelfile and apply it: every problem is reported at once, with line numbers;
-        nothing is applied from a broken file; what LayerFit can't apply is named."""
-        if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Import Ollama Modelfile", dialog_dirs.last_dir(),
-                                                  "Modelfiles (Modelfile *.modelfile *.Modelfile *.txt);;All files (*)")
-            if not path:
-                return None
-        dialog_dirs.remember(path)
-        report = read_import(path, sampling=self.chat_panel.sampling())
-        if report.spec is None:
-            notifier().error(report.summary(), f"Import {Path(path).name}")
-            return None
-        spec = report.spec
-        if report.warnings or report.not_applied:
-            notifier().warning(f"Imported {Path(path).name}.\n" + report.summary())
-        if not self.session.begin_import(spec):
-            self.library.add_files([spec.from_path])
-            self.library.select_path(spec.from_path)
-        else:
-            notifier().info(f"Imported the Modelfile for {Path(spec.from_path).name}: context "
-                            f"{self.session.settings.n_ctx:,}, GPU layers "
-                            f"{'auto' if spec.num_gpu is None else spec.num_gpu}.")
-        return spec
+        """Read an Ollama Modelfile and apply it (every problem reported at once, with line numbers)."""
+        return parts.import_modelfile(self, path)
+
+    def _on_message(self, level: str, text: str) -> None:
+        parts.show_message(self, level, text)
+
+    def save_settings(self) -> None:
+        parts.save_settings(self)
 
     def _update_actions(self, *_args: object) -> None:
         busy, streaming = self.engine.loading, self.chat_panel.is_streaming
@@ -385,51 +261,18 @@ class MainWindow(QMainWindow):
         self.export_action.setEnabled(self.session.plan is not None)
 
     # ---- messages, drops, persistence ---------------------------------------------------------------------
-    def _on_message(self, level: str, text: str) -> None:
-        """The one place messages reach the user: the status bar, plus a (non-blocking) box for errors."""
-        prefix = {Level.ERROR.value: "Error: ", Level.WARNING.value: "Warning: "}.get(level, "")
-        first = text.splitlines()[0] if text else ""
-        self.statusBar().showMessage(prefix + first, 15000 if level != Level.INFO.value else 6000)
-        self.statusBar().setToolTip(text)
-        if level == Level.ERROR.value and not self._closing:
-            box = self._error_box
-            if box is None or not box.isVisible():
-                box = QMessageBox(QMessageBox.Icon.Critical, "LayerFit", text, QMessageBox.StandardButton.Ok, self)
-                box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-                box.destroyed.connect(lambda *_: setattr(self, "_error_box", None))
-                self._error_box = box
-                box.open()  # not exec(): never block the event loop
-            else:
-                box.setText(box.text() + "\n\n" + text)
-
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if _gguf_paths(event.mimeData()):
+        if parts.gguf_paths(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        paths = _gguf_paths(event.mimeData())
+        paths = parts.gguf_paths(event.mimeData())
         if paths:
             self.library.add_files(paths)
             event.acceptProposedAction()
 
     def _schedule_save(self, *_args: object) -> None:
         self._timers["save"].start()
-
-    def save_settings(self) -> None:
-        """Write what the window remembers. Re-reads the file first: the chat panel saves its own keys."""
-        current = AppSettings.load()
-        s = self.app_settings
-        s.model_folders, s.extra_models = list(self.library.folders), list(self.library.files)
-        self.session.set_sampling(self.chat_panel.sampling())
-        self.session.save_into(s)
-        s.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode()
-        s.window_state = bytes(self.saveState().toBase64().data()).decode()
-        s.last_chat_id = current.last_chat_id
-        s.last_folder = dialog_dirs.current()
-        try:
-            s.save()
-        except Exception as exc:  # noqa: BLE001 - reported in words
-            notifier().error(exc, "Saving settings")
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self._closing = True
@@ -439,9 +282,3 @@ class MainWindow(QMainWindow):
         self.engine.close()
         wait_all(15000)
         super().closeEvent(event)
-
-
-def _gguf_paths(mime: Any) -> list[str]:
-    if mime is None or not mime.hasUrls():
-        return []
-    return [u.toLocalFile() for u in mime.urls() if u.isLocalFile() and u.toLocalFile().lower().endswith(".gguf")]
