@@ -14,8 +14,12 @@ from PySide6.QtGui import (
     QAbstractTextDocumentLayout,
     QColor,
     QFont,
+    QFontDatabase,
     QPainter,
     QPalette,
+    QTextBlockFormat,
+    QTextCharFormat,
+    QTextCursor,
     QTextDocument,
     QTextOption,
 )
@@ -31,6 +35,27 @@ RADIUS = 10.0
 MAX_FRACTION = 0.82  # a bubble takes at most this share of the view's width
 HEADER_GAP = 3
 CACHE_SIZE = 512
+MARKDOWN = QTextDocument.MarkdownFeature(QTextDocument.MarkdownFeature.MarkdownDialectGitHub.value
+                                         | QTextDocument.MarkdownFeature.MarkdownNoHTML.value)
+
+
+def _style_code(doc: QTextDocument) -> None:
+    """Code blocks in a monospace font on a faint background (Qt's Markdown reader marks them as
+    non-breakable, fenced blocks)."""
+    mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+    block = doc.begin()
+    while block.isValid():
+        fmt = block.blockFormat()
+        if fmt.nonBreakableLines():
+            cursor = QTextCursor(block)
+            bf = QTextBlockFormat(fmt)
+            bf.setBackground(QColor(128, 128, 128, 40))
+            cursor.setBlockFormat(bf)
+            cursor.select(QTextCursor.SelectionType.BlockUnderCursor)
+            cf = QTextCharFormat()
+            cf.setFontFamilies(mono.families())
+            cursor.mergeCharFormat(cf)
+        block = block.next()
 
 
 class BubbleDelegate(QStyledItemDelegate):
@@ -43,8 +68,8 @@ class BubbleDelegate(QStyledItemDelegate):
 
     # --- layout --------------------------------------------------------------------------------------
 
-    def _doc(self, text: str, width: int, font: QFont) -> QTextDocument:
-        key = (text, width, font.key())
+    def _doc(self, text: str, width: int, font: QFont, markdown: bool = False) -> QTextDocument:
+        key = (text, width, font.key() + ("|md" if markdown else ""))
         doc = self._docs.get(key)
         if doc is not None:
             self._docs.move_to_end(key)
@@ -55,7 +80,12 @@ class BubbleDelegate(QStyledItemDelegate):
         opt = QTextOption()
         opt.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         doc.setDefaultTextOption(opt)
-        doc.setPlainText(text)
+        if markdown:
+            # Replies are Markdown (headings, lists, code blocks); raw HTML in them stays text.
+            doc.setMarkdown(text, MARKDOWN)
+            _style_code(doc)
+        else:
+            doc.setPlainText(text)
         doc.setTextWidth(width)
         self._docs[key] = doc
         if len(self._docs) > CACHE_SIZE:
@@ -67,6 +97,10 @@ class BubbleDelegate(QStyledItemDelegate):
         f = QFont(font)
         f.setPointSizeF(max(6.0, font.pointSizeF() * 0.85))
         return f
+
+    @staticmethod
+    def _is_markdown(index: _Index) -> bool:
+        return str(index.data(TranscriptRole.ROLE) or "") == "assistant"
 
     def _parts(self, option: QStyleOptionViewItem, index: _Index) -> tuple[str, str, str, bool]:
         role = str(index.data(TranscriptRole.ROLE) or "")
@@ -88,7 +122,7 @@ class BubbleDelegate(QStyledItemDelegate):
     def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
         header, text, footer, _ = self._parts(option, index)
         width = self._text_width(option)
-        doc = self._doc(text, width, option.font)
+        doc = self._doc(text, width, option.font, self._is_markdown(index))
         small = option.fontMetrics.height() * 0.85
         h = MARGIN + small + HEADER_GAP + PAD_Y * 2 + doc.size().height() + MARGIN
         if footer:
@@ -100,7 +134,7 @@ class BubbleDelegate(QStyledItemDelegate):
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
         header, text, footer, mine = self._parts(option, index)
         width = self._text_width(option)
-        doc = self._doc(text, width, option.font)
+        doc = self._doc(text, width, option.font, self._is_markdown(index))
         bubble_w = min(width, int(doc.idealWidth() + 1)) + 2 * PAD_X
         bubble_w = max(bubble_w, 48)
         bubble_h = doc.size().height() + 2 * PAD_Y

@@ -16,7 +16,16 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QCoreApplication, QModelIndex, QPoint, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import (
+    QCoreApplication,
+    QModelIndex,
+    QPoint,
+    QSortFilterProxyModel,
+    Qt,
+    QTimer,
+    Signal,
+    Slot,
+)
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -26,6 +35,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
     QLabel,
+    QLineEdit,
     QListView,
     QMenu,
     QMessageBox,
@@ -48,6 +58,7 @@ from core.settings import AppSettings
 from gui.chat_bubbles import BubbleDelegate
 from gui.chat_list_model import ChatListModel, ChatListRole
 from gui.chat_model import TranscriptModel, TranscriptRole, stats_text
+from gui.chat_text import EnterSends, code_blocks
 from gui.notify import notifier
 from gui.workers import Task, engine_pool, run_stream
 
@@ -154,8 +165,16 @@ class ChatPanel(QWidget):
         # --- left: saved chats
         self.new_button = QPushButton("New chat")
         self.new_button.setToolTip("Start a new conversation (the current one is kept)")
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search chats")
+        self.search.setClearButtonEnabled(True)
+        self.search.setAccessibleName("Search chats")
+        self.chat_filter = QSortFilterProxyModel(self)
+        self.chat_filter.setSourceModel(self.chat_list)
+        self.chat_filter.setFilterRole(ChatListRole.SEARCH)
+        self.chat_filter.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.chat_view = QListView()
-        self.chat_view.setModel(self.chat_list)
+        self.chat_view.setModel(self.chat_filter)
         self.chat_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.chat_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.chat_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -169,6 +188,7 @@ class ChatPanel(QWidget):
         chats_label = QLabel("<b>Chats</b>")
         lv.addWidget(chats_label)
         lv.addWidget(self.new_button)
+        lv.addWidget(self.search)
         lv.addWidget(self.chat_view, 1)
 
         # --- centre: transcript, input
@@ -206,13 +226,14 @@ class ChatPanel(QWidget):
         self.stats_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         self.input = QPlainTextEdit()
-        self.input.setPlaceholderText("Type a message…  (Ctrl+Enter sends, Esc stops)")
+        self.input.setPlaceholderText("Type a message…  (Enter sends, Shift+Enter for a new line, Esc stops)")
+        self._enter_sends = EnterSends(self.input, self.send)
         self.input.setTabChangesFocus(True)
         self.input.setMaximumHeight(90)
         self.input.setMinimumHeight(56)
         self.input.setAccessibleName("Message")
         self.send_button = QPushButton("Send")
-        self.send_button.setToolTip("Send (Ctrl+Enter)")
+        self.send_button.setToolTip("Send (Enter; Shift+Enter makes a new line)")
         self.send_button.setDefault(True)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop the reply (Esc)")
@@ -338,6 +359,7 @@ class ChatPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.new_button.clicked.connect(self.new_chat)
         self.reset_button.clicked.connect(lambda: self.set_sampling(SamplingSettings()))
+        self.search.textChanged.connect(self.chat_filter.setFilterFixedString)
         self.chat_view.clicked.connect(self._on_chat_clicked)
         self.chat_view.activated.connect(self._on_chat_clicked)
         self.chat_view.customContextMenuRequested.connect(self._chat_menu)
@@ -428,13 +450,17 @@ class ChatPanel(QWidget):
             return False
         self._sync_chat()
         chat = self._chat
-        sampling = self.sampling()
-        if self._model_path:
-            chat.model_path = self._model_path
         chat.add("user", text)
         self.transcript.append_message("user", text)
         self.input.clear()  # the text is in the chat now, and saved with it below
         chat.draft = ""
+        return self._reply(engine)
+
+    def _reply(self, engine: Engine) -> bool:
+        """Stream the model's answer to the chat as it stands (its last message is the user's)."""
+        chat, sampling = self._chat, self.sampling()
+        if self._model_path:
+            chat.model_path = self._model_path
         history: list[dict[str, str]] = []
         if sampling.system.strip():
             history.append({"role": "system", "content": sampling.system})
@@ -667,7 +693,7 @@ class ChatPanel(QWidget):
         """Highlight the open chat in the list (nothing when it isn't saved yet)."""
         row = self.chat_list.row_of(self._chat.id)
         if row >= 0:
-            self.chat_view.setCurrentIndex(self.chat_list.index(row, 0))
+            self.chat_view.setCurrentIndex(self.chat_filter.mapFromSource(self.chat_list.index(row, 0)))
         else:
             self.chat_view.clearSelection()
             self.chat_view.setCurrentIndex(QModelIndex())
@@ -700,7 +726,7 @@ class ChatPanel(QWidget):
             notifier().info("Chat saved again.")
         self._save_failing = False
         row = self.chat_list.upsert(chat)
-        self.chat_view.setCurrentIndex(self.chat_list.index(row, 0))
+        self.chat_view.setCurrentIndex(self.chat_filter.mapFromSource(self.chat_list.index(row, 0)))
         self._remember_last(chat.id)
         self.chatSaved.emit(chat.id)
         return True
@@ -762,14 +788,75 @@ class ChatPanel(QWidget):
         index = self.transcript_view.indexAt(pos)
         if not index.isValid():
             return
+        row, role = index.row(), str(index.data(TranscriptRole.ROLE) or "")
+        text = str(index.data(TranscriptRole.CONTENT) or "")
+        idle = self._turn is None
         menu = QMenu(self)
         copy = menu.addAction("Copy message")
+        blocks = code_blocks(text)
+        copies = {menu.addAction(f"Copy code block {i}" if len(blocks) > 1 else "Copy code"): b
+                  for i, b in enumerate(blocks, 1)}
         copy_all = menu.addAction("Copy whole chat")
+        menu.addSeparator()
+        regen = menu.addAction("Regenerate reply")
+        regen.setEnabled(idle and role == "assistant" and row == self.transcript.rowCount() - 1)
+        edit = menu.addAction("Edit and resend")
+        edit.setEnabled(idle and role == "user")
+        delete = menu.addAction("Delete message")
+        delete.setEnabled(idle)
         chosen = menu.exec(self.transcript_view.viewport().mapToGlobal(pos))
         if chosen is copy:
-            QGuiApplication.clipboard().setText(str(index.data(TranscriptRole.CONTENT) or ""))
+            QGuiApplication.clipboard().setText(text)
+        elif chosen in copies:
+            QGuiApplication.clipboard().setText(copies[chosen])
         elif chosen is copy_all:
             QGuiApplication.clipboard().setText(self._chat_as_text())
+        elif chosen is regen:
+            self.regenerate()
+        elif chosen is edit:
+            self.edit_message(row)
+        elif chosen is delete:
+            self.delete_message(row)
+
+    # --- message actions ----------------------------------------------------------------------------
+
+    def regenerate(self) -> bool:
+        """Ask again for the last reply: it is replaced by a new one."""
+        msgs = self._chat.messages
+        engine = self._get_engine() if self._loaded else None
+        if self._turn is not None or not msgs or msgs[-1].role != "assistant":
+            return False
+        if engine is None:
+            notifier().warning("Load a model to regenerate the reply.")
+            return False
+        del msgs[-1]
+        self.transcript.set_messages(msgs)
+        return self._reply(engine)
+
+    def edit_message(self, row: int) -> bool:
+        """Take a message of yours back into the box to change and resend it: it and everything after
+        it leave the chat (they are what the edit replaces)."""
+        msgs = self._chat.messages
+        if self._turn is not None or not 0 <= row < len(msgs) or msgs[row].role != "user":
+            return False
+        self.input.setPlainText(msgs[row].content)
+        del msgs[row:]
+        self._chat.touch()
+        self.transcript.set_messages(msgs)
+        self._save(force=True)
+        self.input.setFocus()
+        return True
+
+    def delete_message(self, row: int) -> bool:
+        """Remove one message from the chat."""
+        msgs = self._chat.messages
+        if self._turn is not None or not 0 <= row < len(msgs):
+            return False
+        del msgs[row]
+        self._chat.touch()
+        self.transcript.set_messages(msgs)
+        self._save(force=True)
+        return True
 
     def _chat_as_text(self) -> str:
         names = {"user": "You", "assistant": "Assistant", "system": "System"}
@@ -818,8 +905,8 @@ class ChatPanel(QWidget):
         if self._loaded:
             name = (self._model_path or "").replace("\\", "/").rsplit("/", 1)[-1]
             self.empty_hint.setText(f"<b>{name or 'The model'}</b> is loaded.<br>Type a message below and "
-                                    "press Ctrl+Enter.")
-            self.input.setPlaceholderText("Type a message…  (Ctrl+Enter sends, Esc stops)")
+                                    "press Enter.")
+            self.input.setPlaceholderText("Type a message…  (Enter sends, Shift+Enter for a new line, Esc stops)")
         else:
             self.empty_hint.setText("Load a model to chat.<br>Saved chats stay in the list on the left.")
             self.input.setPlaceholderText("Load a model to chat. You can type already…")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import QMainWindow, QMessageBox, QStyle, QToolBar
+from PySide6.QtGui import QAction, QActionGroup, QColor, QGuiApplication, QKeySequence, QPalette
+from PySide6.QtWidgets import QApplication, QMainWindow, QMessageBox, QStyle, QToolBar
 
 from core import __version__
 
@@ -25,10 +25,40 @@ class Actions:
     schemes: dict[str, QAction]
 
 
+def dark_palette() -> QPalette:
+    """A dark palette for the Fusion style (on platforms whose theme does not switch by itself)."""
+    p = QPalette()
+    window, base, text = QColor(45, 45, 48), QColor(30, 30, 32), QColor(230, 230, 230)
+    for role, colour in ((QPalette.ColorRole.Window, window), (QPalette.ColorRole.Base, base),
+                         (QPalette.ColorRole.AlternateBase, window), (QPalette.ColorRole.Button, window),
+                         (QPalette.ColorRole.WindowText, text), (QPalette.ColorRole.Text, text),
+                         (QPalette.ColorRole.ButtonText, text), (QPalette.ColorRole.ToolTipBase, base),
+                         (QPalette.ColorRole.ToolTipText, text), (QPalette.ColorRole.BrightText, QColor("white")),
+                         (QPalette.ColorRole.Highlight, QColor(76, 139, 245)),
+                         (QPalette.ColorRole.HighlightedText, QColor("white")),
+                         (QPalette.ColorRole.Link, QColor(120, 170, 255)),
+                         (QPalette.ColorRole.PlaceholderText, QColor(150, 150, 150)),
+                         (QPalette.ColorRole.Mid, QColor(90, 90, 95))):
+        p.setColor(role, colour)
+    for role in (QPalette.ColorRole.WindowText, QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):
+        p.setColor(QPalette.ColorGroup.Disabled, role, QColor(130, 130, 130))
+    return p
+
+
 def apply_color_scheme(scheme: str) -> None:
-    """Light, dark or the system's colours (Qt's own colour-scheme hint; Fusion follows it)."""
+    """Light, dark or the system's colours: Qt's colour-scheme hint, and a matching palette where the
+    platform does not follow the hint."""
     value = {"light": Qt.ColorScheme.Light, "dark": Qt.ColorScheme.Dark}.get(scheme, Qt.ColorScheme.Unknown)
     QGuiApplication.styleHints().setColorScheme(value)
+    app = QApplication.instance()
+    if not isinstance(app, QApplication):
+        return
+    if scheme == "dark":
+        app.setPalette(dark_palette())
+    elif scheme == "light":
+        app.setPalette(app.style().standardPalette())
+    else:
+        app.setPalette(QPalette())  # the platform's own
 
 
 def build_actions(win: QMainWindow) -> Actions:
