@@ -88,8 +88,12 @@ def add_plan_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ubatch", type=_positive, default=None, help="physical batch size (default 512)")
     g.add_argument("--vram", type=_size, default=None, metavar="SIZE",
                    help="free GPU memory to plan for, like 16GiB (default: probed; 0 without an NVIDIA GPU)")
-    g.add_argument("--card", default=None, metavar="PRESET",
-                   help="plan for a what-if card: t4, rtx3060, rtx3090, rtx4090, a100-40, a100-80, h100")
+    g.add_argument("--card", action="append", default=None, metavar="PRESET",
+                   help="plan for a what-if card: t4, rtx3060, rtx3090, rtx4090, a100-40, a100-80, h100 "
+                        "(repeat for several GPUs: --card 3090 --card 3090)")
+    g.add_argument("--worker", action="append", default=None, metavar="HOST:PORT",
+                   help="an RPC worker (`layerfit worker` on that machine) to split the model onto (repeatable); "
+                        "in `plan`, a size like 24GiB is a what-if machine offering that much")
     g.add_argument("--ram", type=_size, default=None, metavar="SIZE", help="available RAM (default: probed)")
     g.add_argument("--headroom", type=_size, default=None, metavar="SIZE",
                    help="GPU memory to keep free (default 768MiB)")
@@ -124,14 +128,21 @@ def plan_inputs(args: argparse.Namespace, base: LoadSettings | None = None) -> P
     except ValueError as exc:
         raise CliError(str(exc), 2) from exc
 
-    if args.card:
-        if find_preset(args.card) is None:
-            try:
-                parse_size(args.card)
-            except SizeError as exc:
-                raise CliError(f"unknown card {args.card!r}: use a preset (t4, rtx3060, rtx3090, rtx4090, "
-                               "a100-40, a100-80, h100) or a size like 16GiB", 2) from exc
-        hw = what_if(args.card)
+    cards = [args.card] if isinstance(args.card, str) else list(args.card or [])
+    if cards:
+        for card in cards:
+            if find_preset(card) is None:
+                try:
+                    parse_size(card)
+                except SizeError as exc:
+                    raise CliError(f"unknown card {card!r}: use a preset (t4, rtx3060, rtx3090, rtx4090, "
+                                   "a100-40, a100-80, h100) or a size like 16GiB", 2) from exc
+        hw = what_if(cards[0])
+        if len(cards) > 1:  # several what-if GPUs, indexed in the order given
+            from dataclasses import replace
+
+            gpus = [replace(what_if(c, hw).gpus[0], index=i) for i, c in enumerate(cards)]
+            hw = replace(hw, gpus=tuple(gpus))
     else:
         hw = probe()
     if args.vram is not None:
@@ -226,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", help="what this machine can do: Python, llama.cpp build, GPUs, RAM")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("worker", help="serve this machine's GPUs (or CPU) to other machines over llama.cpp's RPC")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; anything else is insecure)")
+    p.add_argument("--port", type=int, default=50052, help="TCP port (default 50052)")
+    p.add_argument("--mem", type=_size, default=None, metavar="SIZE",
+                   help="memory to offer per device, like 8GiB (default: what the device reports)")
+    p.add_argument("--threads", type=_positive, default=None, help="CPU threads (default: half the cores)")
+
     sub.add_parser("gui", help="open the app (the same as no command)")
     return parser
 
@@ -251,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from core.commands.doctor import run as cmd
         elif args.command == "ollama":
             from core.commands.ollama import run as cmd
+        elif args.command == "worker":
+            from core.commands.worker import run as cmd
         else:  # pragma: no cover - argparse rejects unknown commands first
             parser.error(f"unknown command {args.command}")
         return int(cmd(args) or 0)

@@ -29,16 +29,25 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from core import calibration
+from core.devices import (
+    DevicePlan,
+    check_workers,
+    dead_workers,
+    device_spec,
+    measure_devices,
+    worker_endpoints,
+)
 from core.fit import Plan, cpu_only_plan, ladder_steps
 from core.hardware import cpu_key, nvml_used
 from core.llama_log import parse_log, placement_from_log
 from core.loadsettings import LoadSettings
 from core.placement import Placement
+from core.rpc import WorkerError
 from core.sampling import SamplingSettings
 from core.speed import SpeedModel, predict_tps
 
@@ -85,6 +94,7 @@ class LoadResult:
     n_ctx: int = 0  # the context llama.cpp really created
     plan: Plan | None = field(default=None, repr=False, compare=False)  # the plan that finally loaded
     buffers: dict[str, float] = field(default_factory=dict, compare=False)  # "CUDA0.model" → MiB, from the log
+    devices: tuple[dict[str, Any], ...] = field(default=(), compare=False)  # measured per device (core.devices)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +105,7 @@ class LoadResult:
             "gpu_offload_supported": self.gpu_offload_supported,
             "n_ctx": self.n_ctx,
             "buffers_mib": dict(self.buffers),
+            **({"devices": [dict(d) for d in self.devices]} if self.devices else {}),
         }
 
 
@@ -307,6 +318,7 @@ class Engine:
         self._lock = threading.RLock()
         self._nvml_base: int | None = None
         self._ctx = multiprocessing.get_context("spawn")
+        self._device_plan: DevicePlan | None = None  # the multi-device split of the current load
 
     # --- state ------------------------------------------------------------------------------
 
@@ -361,16 +373,26 @@ class Engine:
 
     def load(self, plan: Plan, progress: Callable[[float], None] | None = None,
              cancel: threading.Event | None = None,
-             status: Callable[[str], None] | None = None) -> LoadResult:
+             status: Callable[[str], None] | None = None, devices: DevicePlan | None = None) -> LoadResult:
         """Load ``plan.model`` with ``plan``'s placement, walking the fallback ladder on OOM.
 
         ``progress(fraction)`` is called (on this thread) as weights load, from 0 to 1, once per
         attempt. ``cancel``: set it from any thread to abandon the load (raises LoadCancelled; the
         engine stays usable). ``status(text)`` receives one line per ladder step, for a status bar.
         Raises EngineError for a file llama.cpp rejects or when even the CPU can't hold the model.
+        ``devices``: a multi-device split (``core.devices.fit_devices``): its RPC workers are
+        registered in the child, its ``tensor_split`` and layer count are passed to llama.cpp, and the
+        result's ``devices`` holds the measured buffers per device.
         """
         with self._lock:
             self._drop_child()
+            self._device_plan = devices
+            if devices is not None:
+                plan = replace(plan, gpu_layers=devices.gpu_layers, use_gpu=True)
+                try:
+                    check_workers(devices)
+                except WorkerError as exc:
+                    raise EngineError(f"{exc}; plan again without that worker") from exc
             fallbacks: list[Fallback] = []
             tried: set[tuple[Any, ...]] = set()
             ladder: list[Plan] | None = None
@@ -378,10 +400,14 @@ class Engine:
             t_start = time.perf_counter()
             while True:
                 tried.add(_plan_key(current))
-                base = _nvml_used(current) if current.gpu_layers > 0 else None
-                child = self._start_child(_visible_device(current))
+                # NVML's figure covers one GPU; a split over several devices is measured per device
+                # from the buffer lines instead (and must not teach the one-GPU calibration).
+                base = _nvml_used(current) if current.gpu_layers > 0 and self._device_plan is None else None
+                pin = _visible_device(current) if self._device_plan is None else None
+                child = self._start_child(pin)
                 self._child = child
-                if current.gpu_layers > 0 and not child.hello.get("gpu_offload"):
+                through_workers = self._device_plan is not None and bool(worker_endpoints(self._device_plan))
+                if current.gpu_layers > 0 and not child.hello.get("gpu_offload") and not through_workers:
                     reason = ("this llama.cpp build has no GPU offload (a CPU-only build, or no GPU driver "
                               "answered), so the model runs on the CPU")
                     cpu_plan = cpu_only(current)
@@ -395,6 +421,9 @@ class Engine:
                     outcome, info = self._attempt(child, current, progress, cancel)
                 except EngineCrashed as exc:
                     self._drop_child(graceful=False)
+                    lost = dead_workers(self._device_plan)
+                    if lost:  # a worker died mid-load: no fallback step brings it back
+                        raise EngineCrashed(f"{exc}. {lost}") from exc
                     if current.gpu_layers == 0:
                         raise EngineCrashed(f"{exc} (while loading {os.path.basename(current.model.path)})") \
                             from exc
@@ -429,7 +458,10 @@ class Engine:
     def _attempt(self, child: _Child, plan: Plan, progress: Callable[[float], None] | None,
                  cancel: threading.Event | None) -> tuple[str, dict[str, Any]]:
         """One load in ``child``: returns ("loaded"|"oom"|"model"|"other"|"cancelled"|"crashed", info)."""
-        child.send("load", _spec(plan, self._faults))
+        spec = _spec(plan, self._faults)
+        if self._device_plan is not None:
+            spec.update(device_spec(self._device_plan, plan.gpu_layers))
+        child.send("load", spec)
         cancel_at: float | None = None
         while True:
             if cancel is not None and cancel.is_set() and cancel_at is None:
@@ -468,7 +500,10 @@ class Engine:
                                        gpu_name=gpu.name if gpu is not None and loaded.gpu_layers > 0 else None)
         if nvml_delta is not None and gpu is not None:
             _record_calibration(gpu.key, loaded, placement)
+        measured = measure_devices(lines, self._device_plan, info.get("workers") or {}) \
+            if self._device_plan is not None else ()
         return LoadResult(
+            devices=tuple(measured),
             placement=placement,
             settings=loaded.settings,
             fallbacks=fallbacks,
@@ -535,9 +570,12 @@ class Engine:
                                               f"{info.get('n_ctx')} tokens ({info.get('message')}): start a "
                                               f"new chat or load with a larger context")
                         raise EngineError(f"the reply failed: {info.get('message')}")
-            except EngineCrashed:
+            except EngineCrashed as exc:
                 finished = True
                 self._drop_child(graceful=False)
+                lost = dead_workers(self._device_plan)
+                if lost:
+                    raise EngineCrashed(f"{exc}. {lost}") from exc
                 raise
             finally:
                 if not finished:  # the caller closed the stream early: stop and drain to "done"

@@ -6,7 +6,9 @@ The parent (:mod:`core.engine`) starts one child per load with multiprocessing's
 talks to it over a duplex Pipe with plain tuples (picklable, no LayerFit classes cross it):
 
 parent → child
-    ``("load", spec)``: spec is a dict of model path and load settings (see :func:`_llama_kwargs`)
+    ``("load", spec)``: spec is a dict of model path and load settings (see :func:`_llama_kwargs`);
+    for a split over several devices also ``workers`` (RPC endpoints, registered before the load)
+    and ``tensor_split`` (``core.devices.device_spec``)
     ``("chat", messages, sampling)``: OpenAI-style messages, a SamplingSettings dict
     ``("shutdown",)``: close the model and exit
 child → parent
@@ -93,6 +95,7 @@ class _Child:
         self.spec: dict[str, Any] = {}
         self.faults: dict[str, Any] = {}
         self._keep: list[Any] = []  # ctypes objects the C side points at while a load runs
+        self._workers: dict[str, Any] = {}  # RPC workers registered in this process (core.rpc)
 
     # --- load -------------------------------------------------------------------------------
 
@@ -116,7 +119,23 @@ class _Child:
             kw["op_offload"] = False
         if spec.get("n_threads"):
             kw["n_threads"] = int(spec["n_threads"])
+        if spec.get("tensor_split"):
+            kw["tensor_split"] = [float(x) for x in spec["tensor_split"]]
         return kw
+
+    def _register_workers(self, spec: dict[str, Any]) -> None:
+        """Register the plan's RPC workers as llama.cpp devices (once per child; a child loads once).
+
+        Each was probed by the parent just before; the C client aborts the process on a worker it
+        can't reach, which the parent then reports as a crash rather than a hang.
+        """
+        workers = [w for w in spec.get("workers") or [] if w not in self._workers]
+        if not workers:
+            return
+        from core import rpc
+
+        for reg in rpc.register(workers):
+            self._workers[reg.endpoint] = {"names": list(reg.names), "memory": [list(m) for m in reg.memory]}
 
     @contextlib.contextmanager
     def _model_params_hook(self, spec: dict[str, Any]) -> Any:
@@ -198,6 +217,7 @@ class _Child:
         t0 = time.perf_counter()
         try:
             self._inject_faults(spec)
+            self._register_workers(spec)
             kwargs = self._llama_kwargs(spec)
             with self._model_params_hook(spec):
                 llm = llama_cpp.Llama(**kwargs)
@@ -230,6 +250,7 @@ class _Child:
             "log": self.capture.lines_since(mark),
             "n_ctx": int(llm.n_ctx()),
             "load_seconds": time.perf_counter() - t0,
+            "workers": dict(self._workers),
         }))
 
     # --- chat -------------------------------------------------------------------------------
@@ -343,6 +364,7 @@ class _Child:
         # anything touches a model, as llama.cpp's own tools do. A build with the CPU backend linked in skips this.
         variant = ensure_backends_loaded()
         import llama_cpp
+
 
         self.conn.send(("hello", {
             "cpu_variant": variant,

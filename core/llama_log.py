@@ -16,6 +16,8 @@ Two halves live here:
 - :func:`parse_buffers` / :func:`placement_from_log` turn lines into a measured
   :class:`~core.placement.Placement`. They are pure functions, tested on real captured text.
 
+An RPC worker's buffers are named ``RPC<device>[host:port]`` (ggml-rpc.cpp's buffer type name).
+
 Device naming: a buffer belongs to the GPU unless its device is ``CPU*`` (``CPU``, ``CPU_Mapped``,
 ``CPU_REPACK``), ends in ``_Host`` (pinned host memory, e.g. ``CUDA_Host``) or is ``BLAS``.
 """
@@ -39,7 +41,7 @@ LEVEL_WARN = 3
 LEVEL_ERROR = 4
 LEVEL_CONT = 5
 
-_BUFFER_RE = re.compile(r"(?P<dev>[A-Za-z0-9_\-]+)\s+(?P<kind>model|KV|compute|output|RS)\s+buffer size\s*=\s*"
+_BUFFER_RE = re.compile(r"(?P<dev>[A-Za-z0-9_\-]+(?:\[[^\]\s]*\])?)\s+(?P<kind>model|KV|compute|output|RS)\s+buffer size\s*=\s*"
                         r"(?P<mib>[0-9]+(?:\.[0-9]+)?)\s*MiB")
 _OFFLOADED_RE = re.compile(r"offloaded\s+(?P<n>\d+)\s*/\s*(?P<m>\d+)\s+layers to GPU")
 _N_LAYER_RE = re.compile(r"print_info:\s+n_layer\s+=\s+(?P<n>\d+)")

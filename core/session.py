@@ -19,10 +19,11 @@ through ``AppSettings.model_settings``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from core.devices import DevicePlan, is_multi, multi_plan
 from core.errors import describe
 from core.export import ExportSpec, spec_for_plan
 from core.fit import Plan, Suggestion, make_plan
@@ -37,6 +38,7 @@ from core.units import MiB
 if TYPE_CHECKING:
     from core.engine import LoadResult
     from core.ollama import OllamaModel
+    from core.rpc import WorkerInfo
 
 THIS_MACHINE = "this machine"
 #: How many models' settings are remembered (the most recently used ones).
@@ -70,6 +72,25 @@ class PlanInputs:
     hardware_choice: str
     whatif_ram: int
     headroom: int
+    cards: int = 1
+    workers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What to load: ``plan`` on this machine, or, over several devices (``workers``), a plan the engine
+    worker makes again at load time (a worker may have gone since planning)."""
+
+    plan: Plan
+    inputs: PlanInputs
+    machine: Hardware
+    workers: tuple[str, ...] = ()  # real workers only: what-if ones are for planning
+    multi: bool = False
+
+    def devices_plan(self) -> tuple[Plan, DevicePlan]:
+        """The plan over every device, asking the workers now (network: call it off the GUI thread)."""
+        s = self.inputs.settings
+        return multi_plan(self.plan.model, s, self.machine, self.inputs.headroom, self.workers)
 
 
 @dataclass(frozen=True)
@@ -113,6 +134,11 @@ class Session:
         self.settings = LoadSettings()
         self.hardware_choice = THIS_MACHINE
         self.whatif_ram = 0  # bytes of RAM on the what-if machine; 0 = this machine's
+        self.cards = 1  # how many of the what-if card
+        self.workers: tuple[str, ...] = ()  # RPC workers, as typed (host:port, or a what-if size)
+        self.worker_infos: dict[str, WorkerInfo] = {}  # the workers' last answers, by endpoint as typed
+        self.worker_problems: dict[str, str] = {}  # why a worker can't be used
+        self.device_plan: DevicePlan | None = None  # the split, when the plan spans several devices
         self.headroom = 768 * MiB
         self.plan: Plan | None = None
         self.plan_inputs: PlanInputs | None = None
@@ -139,7 +165,9 @@ class Session:
     def _restore(self) -> None:
         a = self.app
         self._attempt("memory headroom", lambda: self.set_headroom(int(a.headroom_mib) * MiB, replan=False))
-        self._attempt("hardware", lambda: self._set_choice(a.hardware_choice, int(a.whatif_ram_mib) * MiB))
+        self._attempt("hardware", lambda: self._set_choice(a.hardware_choice, int(a.whatif_ram_mib) * MiB,
+                                                           max(1, min(8, int(a.what_if_cards)))))
+        self.workers = tuple(str(x) for x in a.workers if str(x).strip())
         self._attempt("sampling", lambda: setattr(self, "sampling", SamplingSettings.from_dict(a.sampling)))
         for key, d in a.model_settings.items():
             if isinstance(d, dict):
@@ -167,6 +195,8 @@ class Session:
         a.headroom_mib = int(round(self.headroom / MiB))
         a.hardware_choice = self.hardware_choice
         a.whatif_ram_mib = int(round(self.whatif_ram / MiB))
+        a.what_if_cards = self.cards
+        a.workers = list(self.workers)
         a.sampling = self.sampling.to_dict()
         return a
 
@@ -245,19 +275,35 @@ class Session:
         self.replan()
         self._tell(Change.HARDWARE, Change.PLAN)
 
-    def _set_choice(self, choice: str, whatif_ram: int) -> None:
+    def _set_choice(self, choice: str, whatif_ram: int, cards: int = 1) -> None:
         if choice != THIS_MACHINE:
             what_if(choice, base=self.machine)  # raises for a choice that is neither a preset nor a size
         if whatif_ram < 0:
             raise ValueError("the what-if RAM must be 0 (this machine's) or more")
-        self.hardware_choice, self.whatif_ram = choice, whatif_ram
+        if not 1 <= cards <= 64:
+            raise ValueError(f"the number of what-if cards must be 1 to 64, not {cards}")
+        self.hardware_choice, self.whatif_ram, self.cards = choice, whatif_ram, cards
 
-    def set_hardware(self, choice: str, whatif_ram: int | None = None) -> None:
+    def set_hardware(self, choice: str, whatif_ram: int | None = None, cards: int | None = None) -> None:
         """Plan for ``choice`` ("this machine", a preset key or a size like "16GiB"); ``whatif_ram`` is
-        the what-if machine's RAM in bytes (0 = this machine's; None = unchanged)."""
-        self._set_choice(choice, self.whatif_ram if whatif_ram is None else whatif_ram)
+        the what-if machine's RAM in bytes (0 = this machine's), ``cards`` how many of the what-if card
+        (None = unchanged)."""
+        self._set_choice(choice, self.whatif_ram if whatif_ram is None else whatif_ram,
+                         self.cards if cards is None else cards)
         self.replan()
         self._tell(Change.HARDWARE, Change.PLAN)
+
+    def set_workers(self, endpoints: Iterable[str]) -> None:
+        """The RPC workers to plan with (their answers come later: ``set_worker_answers``)."""
+        self.workers = tuple(e.strip() for e in endpoints if e.strip())
+        self.replan()
+        self._tell(Change.HARDWARE, Change.PLAN)
+
+    def set_worker_answers(self, infos: dict[str, WorkerInfo], problems: dict[str, str]) -> None:
+        """What the workers said when asked (off the GUI thread): their devices, or why not."""
+        self.worker_infos, self.worker_problems = dict(infos), dict(problems)
+        self.replan()
+        self._tell(Change.PLAN)
 
     def set_headroom(self, nbytes: int, *, replan: bool = True) -> None:
         if nbytes < 0:
@@ -272,7 +318,10 @@ class Session:
         if self.hardware_choice == THIS_MACHINE:
             return self.machine
         base = self.machine.with_ram(self.whatif_ram) if self.whatif_ram > 0 else self.machine
-        return what_if(self.hardware_choice, base=base)
+        hw = what_if(self.hardware_choice, base=base)
+        if self.cards > 1 and hw.gpus:  # several of the what-if card
+            hw = replace(hw, gpus=tuple(replace(hw.gpus[0], index=i) for i in range(self.cards)))
+        return hw
 
     def is_what_if(self) -> bool:
         return self.hardware_choice != THIS_MACHINE
@@ -282,7 +331,7 @@ class Session:
         if self.model is None or self.model_key is None:
             return None
         return PlanInputs(self.model_key, self.model.path, self.settings, self.hardware_choice, self.whatif_ram,
-                          self.headroom)
+                          self.headroom, self.cards if self.is_what_if() else 1, self.workers)
 
     def replan(self) -> Plan | None:
         """The estimate for the current inputs (milliseconds; no suggestions: see ``advise``)."""
@@ -291,12 +340,27 @@ class Session:
             self.plan = self.plan_inputs = None
             return None
         try:
-            self.plan = make_plan(self.model, inputs.settings, self.hardware(), inputs.headroom, suggest=False)
+            hw = self.hardware()
+            self.device_plan = None
+            if is_multi(hw, self.workers):
+                self.plan, self.device_plan = self._plan_devices(hw, inputs)
+            else:
+                self.plan = make_plan(self.model, inputs.settings, hw, inputs.headroom, suggest=False)
         except Exception as exc:  # noqa: BLE001 - the plan error is shown to the user in words
             self.plan, self.plan_inputs, self.plan_error = None, None, describe(exc)
             return None
         self.plan_inputs, self.plan_error = inputs, None
         return self.plan
+
+    def _plan_devices(self, hw: Hardware, inputs: PlanInputs) -> tuple[Plan, DevicePlan]:
+        """The plan over several devices with the workers' last answers; one not yet answered, or
+        unusable, is a reason in words."""
+        assert self.model is not None
+        infos = [self.worker_infos[w] for w in self.workers if w in self.worker_infos]
+        problems = tuple(self.worker_problems.get(w, f"worker {w}: checking whether it answers…")
+                         for w in self.workers if w not in self.worker_infos)
+        plan, dp = multi_plan(self.model, inputs.settings, hw, inputs.headroom, infos=infos)
+        return replace(plan, reasons=problems + plan.reasons), replace(dp, problems=problems)
 
     def advise(self) -> Plan | None:
         """The plan the meter and the "Why" text show, with reasons and suggestions.
@@ -309,6 +373,8 @@ class Session:
         inputs = self.plan_inputs
         if inputs is None or self.model is None or inputs != self.inputs():
             return None
+        if self.device_plan is not None:  # the per-device plan already carries its reasons
+            return self.plan
         self.plan = make_plan(self.model, inputs.settings, self.hardware(), inputs.headroom)
         return self.plan
 
@@ -327,11 +393,23 @@ class Session:
     # ---- load -----------------------------------------------------------------------------------------------------
     def load_plan(self) -> Plan | None:
         """What to load: the selected model's plan for this machine (a what-if card only plans)."""
-        if self.model is None or self.plan is None:
+        req = self.load_request()
+        return req.plan if req is not None else None
+
+    def load_request(self) -> LoadRequest | None:
+        """The load to ask the engine for, on this machine's real hardware and real workers."""
+        inputs = self.inputs()
+        if self.model is None or self.plan is None or inputs is None:
             return None
-        if not self.is_what_if():
-            return self.plan
-        return make_plan(self.model, self.settings, self.machine, self.headroom)
+        from core.rpc import what_if_worker
+
+        real = tuple(w for w in self.workers if what_if_worker(w) is None)
+        if is_multi(self.machine, real):
+            return LoadRequest(self.plan, inputs, self.machine, real, multi=True)
+        plan = self.plan
+        if self.is_what_if() or self.device_plan is not None:
+            plan = make_plan(self.model, self.settings, self.machine, self.headroom)
+        return LoadRequest(plan, inputs, self.machine)
 
     def on_loaded(self, asked: Plan, inputs: PlanInputs, result: LoadResult) -> None:
         """The engine loaded ``asked`` (or, after fallbacks, ``result.plan``)."""
@@ -419,4 +497,4 @@ def describe_placement(plan: Plan) -> str:
     return f"{plan.gpu_layers} of {plan.n_layers_total} layers on the GPU" + (f", {extras}" if extras else "")
 
 
-__all__ = ["THIS_MACHINE", "Change", "Loaded", "MeterSource", "PlanInputs", "Session", "describe_placement", "placement_extras"]
+__all__ = ["THIS_MACHINE", "Change", "LoadRequest", "Loaded", "MeterSource", "PlanInputs", "Session", "describe_placement", "placement_extras"]

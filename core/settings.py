@@ -49,6 +49,8 @@ class AppSettings:
     model_settings: dict[str, Any] = field(default_factory=dict)  # library key → LoadSettings.to_dict()
     last_folder: str | None = None  # where file dialogs open
     color_scheme: str = "system"  # "system" | "light" | "dark"
+    workers: list[str] = field(default_factory=list)  # RPC workers (host:port, or a what-if size)
+    what_if_cards: int = 1  # how many of the what-if card
     window_geometry: str | None = None  # base64 of QWidget.saveGeometry()
     window_state: str | None = None
     last_chat_id: str | None = None

@@ -56,14 +56,16 @@ class EngineControl(QObject):
     def load(self) -> bool:
         """Load the session's model on this machine. False when there is nothing to load or a load runs."""
         s = self.session
-        inputs = s.inputs()
         try:
-            plan = s.load_plan()
+            req = s.load_request()
         except Exception as exc:  # noqa: BLE001 - said in words
             notifier().error(exc, "Planning for this machine")
             return False
-        if self.loading or plan is None or inputs is None:
+        if self.loading or req is None:
             return False
+        plan, inputs = req.plan, req.inputs
+        if len(req.workers) < len(s.workers):
+            notifier().info("What-if workers are only for planning: loading without them.")
         if s.is_what_if():
             notifier().info("Loading on this machine's hardware (the what-if card is only for planning).")
         if self.engine is None:
@@ -79,6 +81,12 @@ class EngineControl(QObject):
         self.busy_changed.emit()
 
         def work(progress: Callable[[Any], None]) -> LoadResult:
+            if req.multi:
+                # Ask the workers again now: one that died since planning is left out, in words. A
+                # worker serves one client at a time, so the model loaded now lets go of them first.
+                engine.unload()
+                multi, dp = req.devices_plan()
+                return engine.load(multi, progress=lambda f: progress(float(f)), cancel=cancel, devices=dp)
             return engine.load(plan, progress=lambda f: progress(float(f)), cancel=cancel)
 
         run_task(work, on_progress=lambda f: self.progress.setValue(int(max(0.0, min(1.0, f)) * 100)),

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QSlider,
     QSpinBox,
     QWidget,
@@ -41,6 +42,7 @@ class LoadPanel(QGroupBox):
 
     settings_changed = Signal()
     hardware_changed = Signal()
+    workers_changed = Signal()  # the list of RPC workers was edited
     notice = Signal(str)  # a rule the panel enforced ("KV cache set back to f16: …")
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -140,6 +142,18 @@ class LoadPanel(QGroupBox):
         hw_row.addWidget(self.hw_combo, 1)
         hw_row.addWidget(self.hw_custom)
         hw_row.addWidget(self.ram_spin)
+        # Several devices: more what-if cards of the same kind, and RPC workers (`layerfit worker`).
+        self.cards_spin = QSpinBox()
+        self.cards_spin.setRange(1, 8)
+        self.cards_spin.setPrefix("× ")
+        self.cards_spin.setToolTip("How many of the what-if card: plan a box with 2× RTX 3090 before buying it")
+        self.cards_spin.setVisible(False)
+        hw_row.addWidget(self.cards_spin)
+        self.workers_edit = QLineEdit()
+        self.workers_edit.setPlaceholderText("host:port, … (machines running `layerfit worker`), or 24GiB: what if")
+        self.workers_edit.setToolTip("Other machines (or this one) running `layerfit worker`: llama.cpp's RPC "
+                                     "server. The model is split across them, this machine's GPUs and RAM.")
+        self.workers_edit.setClearButtonEnabled(True)
         headroom_row = QHBoxLayout()
         headroom_row.addWidget(self.headroom_spin)
         headroom_row.addWidget(QLabel("for other programs"), 1)
@@ -147,6 +161,7 @@ class LoadPanel(QGroupBox):
         form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
         form.addRow("Plan for", hw_row)
+        form.addRow("Workers", self.workers_edit)
         form.addRow("Keep free", headroom_row)
         form.addRow("Context", ctx_row)
         form.addRow("GPU layers", layers_row)
@@ -169,6 +184,10 @@ class LoadPanel(QGroupBox):
         self.hw_combo.currentIndexChanged.connect(self._on_hw_combo)
         self.hw_custom.valueChanged.connect(lambda _v: self.hardware_changed.emit())
         self.ram_spin.valueChanged.connect(lambda _v: self.hardware_changed.emit())
+        self.cards_spin.valueChanged.connect(lambda _v: self.hardware_changed.emit())
+        self.workers_edit.editingFinished.connect(self._on_workers)
+        self.workers_changed.connect(self.hardware_changed)  # saved with the hardware choice
+        self._workers: tuple[str, ...] = ()
         self.headroom_spin.valueChanged.connect(self._emit)
 
     # ---- model ----------------------------------------------------------------------------------------
@@ -280,10 +299,15 @@ class LoadPanel(QGroupBox):
         """Bytes of RAM on the what-if machine (0 = this machine's)."""
         return int(round(self.ram_spin.value())) * GiB
 
-    def set_hardware_choice(self, choice: str, whatif_ram: int | None = None) -> None:
-        """Show ``choice`` (and the what-if RAM, when given); emits hardware_changed once if it changed."""
-        before = (self.hardware_choice(), self.whatif_ram())
-        for w in (self.hw_combo, self.hw_custom, self.ram_spin):
+    def cards(self) -> int:
+        """How many of the what-if card (1 on this machine)."""
+        return self.cards_spin.value() if self.hardware_choice() != THIS_MACHINE else 1
+
+    def set_hardware_choice(self, choice: str, whatif_ram: int | None = None, cards: int | None = None) -> None:
+        """Show ``choice`` (and the what-if RAM and card count, when given); emits hardware_changed once
+        if anything changed."""
+        before = (self.hardware_choice(), self.whatif_ram(), self.cards())
+        for w in (self.hw_combo, self.hw_custom, self.ram_spin, self.cards_spin):
             w.blockSignals(True)
         try:
             idx = self.hw_combo.findData(choice)
@@ -304,16 +328,33 @@ class LoadPanel(QGroupBox):
             self.hw_combo.setCurrentIndex(idx)
             if whatif_ram is not None:
                 self.ram_spin.setValue(whatif_ram / GiB)
+            if cards is not None:
+                self.cards_spin.setValue(max(1, min(8, cards)))
         finally:
-            for w in (self.hw_combo, self.hw_custom, self.ram_spin):
+            for w in (self.hw_combo, self.hw_custom, self.ram_spin, self.cards_spin):
                 w.blockSignals(False)
         self._show_hw_extras()
-        if (self.hardware_choice(), self.whatif_ram()) != before:
+        if (self.hardware_choice(), self.whatif_ram(), self.cards()) != before:
             self.hardware_changed.emit()
 
     def _show_hw_extras(self) -> None:
         self.hw_custom.setVisible(self.hw_combo.currentData() == CUSTOM)
         self.ram_spin.setVisible(self.hw_combo.currentData() != THIS_MACHINE)
+        self.cards_spin.setVisible(self.hw_combo.currentData() != THIS_MACHINE)
+
+    def workers(self) -> tuple[str, ...]:
+        """The RPC workers typed in (host:port each, as written; checked by the planner)."""
+        return self._workers
+
+    def set_workers(self, endpoints: tuple[str, ...] | list[str]) -> None:
+        self.workers_edit.setText(", ".join(endpoints))
+        self._on_workers()
+
+    def _on_workers(self) -> None:
+        parts = tuple(p.strip() for p in self.workers_edit.text().replace(";", ",").split(",") if p.strip())
+        if parts != self._workers:
+            self._workers = parts
+            self.workers_changed.emit()
 
     # ---- internal ---------------------------------------------------------------------------------------------
     def _emit(self, *_args: object) -> None:

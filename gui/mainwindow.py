@@ -16,6 +16,7 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget, QWidget
 
+from core.devices import DevicePlan
 from core.engine import Engine, LoadResult
 from core.fit import Plan
 from core.gguf_info import ModelInfo
@@ -89,6 +90,7 @@ class MainWindow(QMainWindow):
                                                                  ("save", 400))}
         parts.restore_window(self)
         self._connect_signals()
+        parts.probe_workers(self)  # restored before the signals were wired: ask them now
         for level, text in notifier().release():
             self._on_message(level, text)
         parts.report_restore_problems(self)
@@ -115,8 +117,9 @@ class MainWindow(QMainWindow):
         self.library.sources_changed.connect(self._schedule_save)
         # the form's intents → the session (the single writer)
         self.load_panel.settings_changed.connect(self._on_form)
-        self.load_panel.hardware_changed.connect(
-            lambda: self.session.set_hardware(self.load_panel.hardware_choice(), self.load_panel.whatif_ram()))
+        self.load_panel.hardware_changed.connect(lambda: self.session.set_hardware(
+            self.load_panel.hardware_choice(), self.load_panel.whatif_ram(), self.load_panel.cards()))
+        self.load_panel.workers_changed.connect(self._on_workers)
         self.load_panel.hardware_changed.connect(self._schedule_save)
         self.load_panel.notice.connect(notifier().info)
         self.advice.suggestion_chosen.connect(self.apply_suggestion)
@@ -132,7 +135,7 @@ class MainWindow(QMainWindow):
         self.engine.loaded.connect(self.loaded.emit)
         self.engine.unloaded.connect(self.unloaded.emit)
         self.engine.busy_changed.connect(self._update_actions)
-        self.chat_panel.engineLost.connect(lambda _r: self.engine.lost())
+        self.chat_panel.engineLost.connect(self._on_engine_lost)
         self.chat_panel.streamingChanged.connect(self._update_actions)
 
     def set_color_scheme(self, scheme: str) -> None:
@@ -145,6 +148,10 @@ class MainWindow(QMainWindow):
     @property
     def plan(self) -> Plan | None:
         return self.session.plan
+
+    @property
+    def device_plan(self) -> DevicePlan | None:
+        return self.session.device_plan
 
     @property
     def model_info(self) -> ModelInfo | None:
@@ -180,7 +187,7 @@ class MainWindow(QMainWindow):
             self.chat_panel.set_sampling(s.sampling)
         elif change is Change.HARDWARE:
             self.load_panel.set_machine(s.machine)
-            self.load_panel.set_hardware_choice(s.hardware_choice, s.whatif_ram)
+            self.load_panel.set_hardware_choice(s.hardware_choice, s.whatif_ram, s.cards)
             if s.machine.gpu_problem and not s.machine.gpus:
                 self.statusBar().showMessage(f"No GPU: {s.machine.gpu_problem}. Planning for the CPU, or pick a "
                                              "what-if card.", 10000)
@@ -221,6 +228,14 @@ class MainWindow(QMainWindow):
             self.session.set_headroom(self.load_panel.headroom())
         self.session.set_settings(self.load_panel.settings())
         self._schedule_save()
+
+    def _on_workers(self) -> None:
+        self.session.set_workers(self.load_panel.workers())
+        parts.probe_workers(self)
+
+    def _on_engine_lost(self, _reason: str) -> None:
+        self.engine.lost()
+        parts.probe_workers(self)  # a worker may be what died: ask them all again for the plan
 
     def apply_suggestion(self, suggestion: Any) -> None:
         """Apply exactly what the suggestion names (the session keeps Auto as Auto)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass
+from typing import Any
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPaintEvent, QPalette, QPen
@@ -251,12 +252,17 @@ class MeterWidget(QFrame):
         self.diff = QLabel("")
         self.diff.setWordWrap(True)
 
+        from gui.devices_view import DeviceBars  # one bar per device, for splits over several devices
+
+        self.devices = DeviceBars()
+
         lay = QVBoxLayout(self)
         lay.setContentsMargins(12, 10, 12, 10)
         lay.setSpacing(6)
         lay.addLayout(head)
         lay.addWidget(self.verdict)
         lay.addLayout(grid)
+        lay.addWidget(self.devices)
         lay.addLayout(self.legend)
         lay.addWidget(self.diff)
         self.clear("Pick a model to see where it will live.")
@@ -270,7 +276,18 @@ class MeterWidget(QFrame):
         """Show what a load really used, and how far the plan was off."""
         self._show(MeterState.from_measured(placement, plan))
 
+    def set_devices(self, rows: list[dict[str, Any]] | None, measured: bool = False) -> None:
+        """One bar per device (GPUs, RPC workers, RAM) when the plan spans several; None: hide them.
+
+        With several devices the single GPU bar is replaced by them (its numbers are their sum).
+        """
+        self.devices.set_rows(rows, measured)
+        multi = bool(rows)
+        for w in (self.gpu_title, self.gpu_bar, self.gpu_text):
+            w.setVisible(not multi)
+
     def clear(self, message: str = "") -> None:
+        self.set_devices(None)
         self.state = None
         self.processor.setText("—")
         self.processor.setStyleSheet("")

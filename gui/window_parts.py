@@ -94,7 +94,9 @@ def restore_window(win: MainWindow) -> None:
     except Exception as exc:  # noqa: BLE001 - a saved value must never stop the window from opening
         problems.append(f"window layout ({exc})")
     win.load_panel.set_headroom(win.session.headroom)
-    win.load_panel.set_hardware_choice(win.session.hardware_choice, win.session.whatif_ram)
+    win.load_panel.set_hardware_choice(win.session.hardware_choice, win.session.whatif_ram, win.session.cards)
+    if win.session.workers:
+        win.load_panel.set_workers(list(win.session.workers))
     win.set_color_scheme(s.color_scheme)
     if s.last_model:
         win.library.select_path(s.last_model)
@@ -201,8 +203,10 @@ def render_plan(win: MainWindow) -> None:
     win._last_error = None
     if s.meter_source() is MeterSource.MEASURED and s.loaded is not None:
         win.meter.set_measured(s.loaded.result.placement, s.loaded.plan)
+        win.meter.set_devices(list(s.loaded.result.devices) or None, measured=True)
     else:
         win.meter.set_plan(plan)
+        win.meter.set_devices(s.device_plan.to_json() if s.device_plan is not None else None)
     if s.plan is not None:
         win.load_panel.show_resolved_layers(s.plan.gpu_layers)
     win.ollama_line.check(s.ollama, s.hardware(), not s.is_what_if(), s.headroom)
@@ -240,3 +244,40 @@ def gguf_paths(mime: Any) -> list[str]:
     if mime is None or not mime.hasUrls():
         return []
     return [u.toLocalFile() for u in mime.urls() if u.isLocalFile() and u.toLocalFile().lower().endswith(".gguf")]
+
+
+def probe_workers(win: MainWindow) -> None:
+    """Ask each worker for its devices and memory (network: a background thread); the session plans
+    with their answers. Workers the loaded model uses are busy with this app's engine (a worker serves
+    one client at a time): their last answer stands."""
+    from core.rpc import WorkerError, WorkerInfo, what_if_worker
+    from core.rpc import probe as rpc_probe
+
+    s = win.session
+    endpoints = s.workers
+    in_use = {str(d.get("endpoint")) for d in (s.loaded.result.devices if s.loaded is not None else ())}
+    known = {ep: info for ep, info in s.worker_infos.items() if ep in in_use}
+
+    def work() -> tuple[dict[str, WorkerInfo], dict[str, str]]:
+        ok: dict[str, WorkerInfo] = {}
+        bad: dict[str, str] = {}
+        for ep in endpoints:
+            hypothetical = what_if_worker(ep) or known.get(ep)
+            if hypothetical is not None:
+                ok[ep] = hypothetical
+                continue
+            try:
+                ok[ep] = rpc_probe(ep)
+            except WorkerError as exc:
+                bad[ep] = f"{exc}; planning without it"
+        return ok, bad
+
+    def done(res: tuple[dict[str, WorkerInfo], dict[str, str]]) -> None:
+        if win._closing or endpoints != s.workers:
+            return  # stale: the list changed meanwhile
+        for msg in res[1].values():
+            notifier().warning(msg)
+        s.set_worker_answers(*res)
+
+    if endpoints:
+        run_task(work, on_result=done, context="Checking the workers")

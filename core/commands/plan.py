@@ -8,6 +8,7 @@ import sys
 from typing import TextIO
 
 from core.cli import plan_inputs
+from core.devices import DevicePlan, is_multi, multi_plan, single_device_json
 from core.fit import Plan, make_plan
 from core.ollama import OllamaModel
 from core.units import fmt_bytes
@@ -41,6 +42,21 @@ def format_plan(p: Plan) -> str:
     return "\n".join(lines)
 
 
+def format_devices(dp: DevicePlan) -> str:
+    """One row per device: its layers and bytes, and the split llama.cpp will be given."""
+    n = dp.model.n_layer
+    lines = ["Per device (llama.cpp's order):",
+             f"  {'device':<34}{'layers':>24}{'weights':>11}{'KV':>11}{'compute':>11}{'total':>11}{'free':>11}"]
+    for ld in dp.loads:
+        lines.append(f"  {ld.name[:33]:<34}{ld.layer_range(n):>24}{fmt_bytes(ld.weights):>11}{fmt_bytes(ld.kv):>11}"
+                     f"{fmt_bytes(ld.compute + ld.overhead):>11}{fmt_bytes(ld.total):>11}"
+                     f"{fmt_bytes(ld.free) if ld.kind != 'host' else '':>11}")
+    if dp.devices:
+        lines.append(f"  n_gpu_layers {dp.gpu_layers}, tensor_split "
+                     + ",".join(f"{x:g}" for x in dp.tensor_split))
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     """Body of `layerfit plan`: read the header, fit, print. Bad files raise ModelFileError."""
     return write_plan(args, sys.stdout)
@@ -53,14 +69,22 @@ def write_plan(args: argparse.Namespace, out: TextIO) -> int:
     ref = resolve(args.model)  # a .gguf path or an Ollama name (its params give the defaults)
     model = ref.read_info()
     inputs = plan_inputs(args, base=ref.load_settings())
-    plan = make_plan(model, inputs.settings, inputs.hardware, inputs.headroom)
+    workers = list(getattr(args, "worker", None) or [])
+    if is_multi(inputs.hardware, workers):
+        plan, dp = multi_plan(model, inputs.settings, inputs.hardware, inputs.headroom, workers)
+        devices = dp.to_json()
+        table = format_plan(plan) + "\n\n" + format_devices(dp)
+    else:
+        plan = make_plan(model, inputs.settings, inputs.hardware, inputs.headroom)
+        devices = single_device_json(plan)
+        table = format_plan(plan)
     if args.json:
-        obj = plan.to_json()
+        obj = {**plan.to_json(), "devices": devices}
         if ref.ollama is not None:
             obj["ollama"] = ollama_json(ref.ollama)
         out.write(json.dumps(obj, ensure_ascii=False) + "\n")
     else:
-        out.write(format_plan(plan) + "\n")
+        out.write(table + "\n")
         if ref.ollama is not None:
             out.write(format_ollama_note(ref.ollama) + "\n")
     return 0

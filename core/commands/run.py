@@ -20,8 +20,10 @@ from typing import TextIO
 
 from core.cli import CliError, plan_inputs, sampling_from_args
 from core.commands.model_ref import ModelRef, resolve
+from core.devices import DevicePlan, is_multi, multi_plan
 from core.engine import Engine
 from core.fit import Plan
+from core.placement import Placement
 
 
 def _model_ref(args: argparse.Namespace) -> ModelRef:
@@ -41,12 +43,31 @@ def _model_path(args: argparse.Namespace) -> Path:
 
 def make_run_plan(path: Path | ModelRef, args: argparse.Namespace) -> Plan:
     """The fitter's plan for ``path`` with the command-line plan options (over an Ollama model's params)."""
+    return make_run_plans(path, args)[0]
+
+
+def make_run_plans(path: Path | ModelRef, args: argparse.Namespace) -> tuple[Plan, DevicePlan | None]:
+    """The plan, and the split over several devices when there are workers or several GPUs."""
     from core.fit import make_plan
 
     ref = path if isinstance(path, ModelRef) else ModelRef(path)
     inputs = plan_inputs(args, base=ref.load_settings())
     info = ref.read_info()
-    return make_plan(info, inputs.settings, inputs.hardware, inputs.headroom, suggest=False)
+    workers = list(getattr(args, "worker", None) or [])
+    if is_multi(inputs.hardware, workers):
+        return multi_plan(info, inputs.settings, inputs.hardware, inputs.headroom, workers)
+    return make_plan(info, inputs.settings, inputs.hardware, inputs.headroom, suggest=False), None
+
+
+def _single_devices(pl: Placement) -> list[dict[str, object]]:
+    """``placement.devices`` for a load on one GPU (or none): the GPU when it holds layers, then RAM."""
+    out: list[dict[str, object]] = []
+    if pl.gpu_layers > 0 and pl.gpu.total > 0:
+        out.append({"name": f"GPU 0 ({pl.gpu_name})" if pl.gpu_name else "GPU 0", "kind": "cuda",
+                    "layers": f"{pl.gpu_layers} layer(s)", **pl.gpu.to_dict(), "rs": 0, "free": 0})
+    out.append({"name": "RAM", "kind": "host", "layers": f"{pl.n_layer + 1 - pl.gpu_layers} layer(s)",
+                **pl.host.to_dict(), "rs": 0, "overhead": 0, "free": 0})
+    return out
 
 
 class _Progress:
@@ -77,13 +98,19 @@ def run(args: argparse.Namespace) -> int:
     ref = _model_ref(args)
     path = ref.path
     sampling = sampling_from_args(args, base=ref.sampling())
-    plan = make_run_plan(ref, args)
+    plan, devices = make_run_plans(ref, args)
+    if devices is not None and any(d.what_if for d in devices.devices):
+        raise CliError("a what-if worker or card (--worker SIZE, --card) is for `layerfit plan` only: "
+                       "`run` loads on real devices; give workers as HOST:PORT", 2)
+    if devices is not None:
+        for problem in devices.problems:
+            print(f"warning: {problem}", file=err)
     progress = _Progress(ref.label, err)
     engine = Engine()
     try:
         try:
             result = engine.load(plan, progress=progress,
-                                 status=lambda text: print(f"fallback: {text}", file=err))
+                                 status=lambda text: print(f"fallback: {text}", file=err), devices=devices)
         finally:
             progress.done()
         pl = result.placement
@@ -114,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
                 "tokens": done.tokens,
                 "finish_reason": done.finish_reason,
                 "context_full": bool(done.extra.get("context_full")),
-                "placement": pl.to_dict(),
+                "placement": {**pl.to_dict(), "devices": list(result.devices) or _single_devices(pl)},
                 "planned": {"processor": plan.processor, "gpu_layers": plan.gpu_layers,
                             "gpu": plan.gpu.to_dict(), "host": plan.host.to_dict()},
                 "fallbacks": [f.to_dict() for f in result.fallbacks],
