@@ -54,7 +54,11 @@ class Suggestion:
         """"~4 → ~38 tok/s", or "" when a speed is unknown."""
         if self.predicted_tps <= 0 or self.current_tps <= 0:
             return ""
-        return f"~{self.current_tps:.0f} → ~{self.predicted_tps:.0f} tok/s"
+
+        def f(v: float) -> str:
+            return f"{v:.1f}" if v < 10 else f"{v:.0f}"
+
+        return f"~{f(self.current_tps)} → ~{f(self.predicted_tps)} tok/s"
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "settings": self.settings.to_dict(), "gpu_layers": self.gpu_layers,

@@ -21,6 +21,7 @@ from PySide6.QtGui import (
     QTextCharFormat,
     QTextCursor,
     QTextDocument,
+    QTextFormat,
     QTextOption,
 )
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
@@ -39,9 +40,13 @@ MARKDOWN = QTextDocument.MarkdownFeature(QTextDocument.MarkdownFeature.MarkdownD
                                          | QTextDocument.MarkdownFeature.MarkdownNoHTML.value)
 
 
+#: A block format property that marks a code block (after ``_style_code``).
+CODE_BLOCK = QTextFormat.Property.UserProperty + 1
+
+
 def _style_code(doc: QTextDocument) -> None:
-    """Code blocks in a monospace font on a faint background (Qt's Markdown reader marks them as
-    non-breakable, fenced blocks)."""
+    """Code blocks in a monospace font on a faint background. Qt's Markdown reader marks them as
+    non-breakable lines; here they may wrap (a long command must not run out of its bubble)."""
     mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
     block = doc.begin()
     while block.isValid():
@@ -50,6 +55,8 @@ def _style_code(doc: QTextDocument) -> None:
             cursor = QTextCursor(block)
             bf = QTextBlockFormat(fmt)
             bf.setBackground(QColor(128, 128, 128, 40))
+            bf.setNonBreakableLines(False)
+            bf.setProperty(CODE_BLOCK, True)
             cursor.setBlockFormat(bf)
             cursor.select(QTextCursor.SelectionType.BlockUnderCursor)
             cf = QTextCharFormat()

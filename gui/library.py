@@ -360,9 +360,9 @@ class LibraryPanel(QWidget):
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
 
         title = QLabel("<b>Models</b>")
-        self.add_file_btn = QPushButton("Add file…")
+        self.add_file_btn = QPushButton("+ File…")
         self.add_file_btn.setToolTip("Add one .gguf file (you can also drop .gguf files onto the window)")
-        self.add_folder_btn = QPushButton("Add folder…")
+        self.add_folder_btn = QPushButton("+ Folder…")
         self.add_folder_btn.setToolTip("Scan a folder (and a few levels below it) for .gguf files")
         self.folders_btn = QToolButton()
         self.folders_btn.setText("Folders ▾")
@@ -372,7 +372,7 @@ class LibraryPanel(QWidget):
         self.folders_btn.setMenu(self.folders_menu)
         self.hint = QLabel("")
         self.hint.setWordWrap(True)
-        self.hint.setStyleSheet(f"color:{theme.muted_css(self)};")
+        self.hint.setStyleSheet("color: palette(placeholder-text);")  # follows a light/dark switch
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.add_file_btn)
@@ -539,7 +539,8 @@ class LibraryPanel(QWidget):
         for f in self.folders:
             a = self.folders_menu.addAction(f"Stop scanning {f}")
             a.triggered.connect(lambda _c=False, f=f: self.remove_folder(f))
-        self.folders_btn.setText(f"Folders ({len(self.folders)}) ▾")
+        self.folders_btn.setText(f"Folders: {len(self.folders)}")  # the menu arrow is drawn by the style
+        self.folders_btn.setToolTip(f"The {len(self.folders)} folder(s) LayerFit scans; pick one to stop scanning it")
 
     def _context_menu(self, pos: Any) -> None:
         idx = self.view.indexAt(pos)

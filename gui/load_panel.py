@@ -137,20 +137,23 @@ class LoadPanel(QGroupBox):
         self.ram_spin.setSpecialValueText("this machine's RAM")
         self.ram_spin.setKeyboardTracking(False)
         self.ram_spin.setToolTip("RAM of the what-if machine (a T4 server has its own); 0 = this machine's")
-        self.ram_spin.setVisible(False)
         hw_row = QHBoxLayout()
         hw_row.addWidget(self.hw_combo, 1)
         hw_row.addWidget(self.hw_custom)
-        hw_row.addWidget(self.ram_spin)
         # Several devices: more what-if cards of the same kind, and RPC workers (`layerfit worker`).
         self.cards_spin = QSpinBox()
         self.cards_spin.setRange(1, 8)
         self.cards_spin.setPrefix("× ")
         self.cards_spin.setToolTip("How many of the what-if card: plan a box with 2× RTX 3090 before buying it")
-        self.cards_spin.setVisible(False)
-        hw_row.addWidget(self.cards_spin)
+        # the what-if machine's own RAM and card count: a row of their own, shown for a what-if card
+        self.whatif_row = QWidget()
+        wr = QHBoxLayout(self.whatif_row)
+        wr.setContentsMargins(0, 0, 0, 0)
+        wr.addWidget(self.cards_spin)
+        wr.addWidget(self.ram_spin, 1)
+        self.whatif_row.setVisible(False)
         self.workers_edit = QLineEdit()
-        self.workers_edit.setPlaceholderText("host:port, … (machines running `layerfit worker`), or 24GiB: what if")
+        self.workers_edit.setPlaceholderText("host:port, … or 24GiB (what if)")
         self.workers_edit.setToolTip("Other machines (or this one) running `layerfit worker`: llama.cpp's RPC "
                                      "server. The model is split across them, this machine's GPUs and RAM.")
         self.workers_edit.setClearButtonEnabled(True)
@@ -161,6 +164,7 @@ class LoadPanel(QGroupBox):
         form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
         form.addRow("Plan for", hw_row)
+        form.addRow("", self.whatif_row)
         form.addRow("Workers", self.workers_edit)
         form.addRow("Keep free", headroom_row)
         form.addRow("Context", ctx_row)
@@ -339,8 +343,7 @@ class LoadPanel(QGroupBox):
 
     def _show_hw_extras(self) -> None:
         self.hw_custom.setVisible(self.hw_combo.currentData() == CUSTOM)
-        self.ram_spin.setVisible(self.hw_combo.currentData() != THIS_MACHINE)
-        self.cards_spin.setVisible(self.hw_combo.currentData() != THIS_MACHINE)
+        self.whatif_row.setVisible(self.hw_combo.currentData() != THIS_MACHINE)
 
     def workers(self) -> tuple[str, ...]:
         """The RPC workers typed in (host:port each, as written; checked by the planner)."""

@@ -24,7 +24,7 @@ class ModelHeader(QWidget):
         self.title.setFont(f)
         self.facts = QLabel("")
         self.facts.setWordWrap(True)
-        self.facts.setStyleSheet(f"color:{theme.muted_css(self)};")
+        self.facts.setStyleSheet("color: palette(placeholder-text);")  # follows a light/dark switch
         self.ollama_line = OllamaStatusLine()  # where a running Ollama put the selected Ollama model
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)

@@ -29,7 +29,7 @@ class TradeoffChart(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.data: TradeoffData | None = None
-        self.setMinimumSize(420, 260)
+        self.setMinimumSize(300, 220)
 
     def sizeHint(self) -> QSize:
         return QSize(640, 360)

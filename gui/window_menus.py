@@ -59,6 +59,9 @@ def apply_color_scheme(scheme: str) -> None:
         app.setPalette(app.style().standardPalette())
     else:
         app.setPalette(QPalette())  # the platform's own
+    for w in app.allWidgets():  # a widget with its own style sheet keeps its old palette until re-polished
+        if w.styleSheet():
+            w.setStyleSheet(w.styleSheet())
 
 
 def build_actions(win: QMainWindow) -> Actions:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 def build_ui(win: MainWindow, prefetch: bool) -> None:
     s = win.app_settings
     win.library = LibraryPanel(s.model_folders, s.extra_models, prefetch=prefetch)
-    win.library.setMinimumWidth(200)
+    win.library.setMinimumWidth(180)
     win.header = ModelHeader()
     win.model_title, win.model_facts, win.ollama_line = win.header.title, win.header.facts, win.header.ollama_line
     win.load_panel = LoadPanel()
@@ -64,7 +64,8 @@ def build_ui(win: MainWindow, prefetch: bool) -> None:
     scroll.setWidgetResizable(True)
     scroll.setWidget(center)
     scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-    scroll.setMinimumWidth(360)
+    # never narrower than the form and meter need: the column scrolls down, it never clips sideways
+    scroll.setMinimumWidth(center.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
     scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     win.tabs = QTabWidget()
     win.chat_panel = ChatPanel(win._engine_for_chat)
@@ -76,7 +77,7 @@ def build_ui(win: MainWindow, prefetch: bool) -> None:
     for i, (part, stretch) in enumerate(parts):
         win.splitter.addWidget(part)
         win.splitter.setStretchFactor(i, stretch)
-    win.splitter.setSizes([220, 520, 700])
+    win.splitter.setSizes([210, 560, 670])
     win.splitter.setChildrenCollapsible(False)
     win.setCentralWidget(win.splitter)
     win.engine.add_to(win.statusBar())

@@ -14,7 +14,7 @@ from test_gui_chat import FakeEngine, _contents, _exchange, _no_stream_outlives_
 
 from core.chats import Chat, ChatStore
 from core.settings import AppSettings
-from gui.chat_bubbles import MARKDOWN, BubbleDelegate
+from gui.chat_bubbles import CODE_BLOCK, MARKDOWN, BubbleDelegate
 from gui.chat_list_model import ChatListRole
 from gui.chat_text import code_blocks
 from gui.mainwindow import MainWindow
@@ -52,7 +52,8 @@ def test_replies_render_markdown_and_code_blocks_can_be_copied(qtbot: Any) -> No
     assert "**" not in text and "```" not in text and "this" in text  # rendered, not raw
     assert "<b>not</b>" in text  # raw HTML stays visible text, never markup
     block = doc.findBlock(text.index("print"))
-    assert block.blockFormat().nonBreakableLines()  # a code block
+    assert block.blockFormat().property(CODE_BLOCK)  # a code block (monospace, shaded)
+    assert not doc.findBlock(text.index("this")).blockFormat().property(CODE_BLOCK)
     plain = QTextDocument()
     plain.setMarkdown("**x**", MARKDOWN)
     assert plain.toPlainText() == "x"
