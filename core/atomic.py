@@ -15,8 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from core.errors import PlainError
 
-class SaveError(OSError):
+
+class SaveError(OSError, PlainError):
     """Saving failed; the previous file (if any) is intact."""
 
 

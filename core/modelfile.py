@@ -35,11 +35,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from core.errors import PlainError
 from core.loadsettings import KV_BYTES, LoadSettings
 from core.sampling import SamplingSettings
 
 
-class ModelfileError(ValueError):
+class ModelfileError(ValueError, PlainError):
     """A Modelfile that can't be read, or a value that can't be written. ``line`` is 1-based or None."""
 
     def __init__(self, line: int | None, message: str) -> None:

@@ -13,7 +13,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from core.cli import CliError, plan_inputs, sampling_from_args
+from core.cli_options import CliError, plan_inputs, sampling_from_args
 from core.export import spec_for_plan
 from core.fit import make_plan
 from core.modelfile import ModelfileError, export_modelfile
@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
                        "GGUF file, run `ollama create NAME -f` on the saved Modelfile", 2)
     model = ref.path
     inputs = plan_inputs(args, base=ref.load_settings())
-    info = ref.read_info()  # a bad GGUF raises ModelFileError: one plain line from core.cli.main
+    info = ref.read_info()  # a bad GGUF raises ModelFileError: one plain line from the CLI's main
     plan = make_plan(info, inputs.settings, inputs.hardware, inputs.headroom, suggest=False)
     # The same rules as the GUI's export (core.export): a pinned --gpu-layers is the user's word, no
     # num_gpu 0 only because this machine has no GPU, a warning when the plan does not fit.

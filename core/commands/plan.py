@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TextIO
 
-from core.cli import plan_inputs
+from core.cli_options import plan_inputs
 from core.devices import DevicePlan, is_multi, multi_plan, single_device_json
 from core.fit import Plan, make_plan
 from core.ollama import OllamaModel
