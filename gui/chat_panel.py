@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import (
@@ -53,6 +54,7 @@ from core.atomic import SaveError
 from core.chats import Chat, ChatFileError, ChatStore
 from core.engine import EngineCrashed
 from core.errors import describe
+from core.reply_stats import ReplyStats
 from core.sampling import SamplingSettings
 from core.settings import AppSettings
 from gui.chat_bubbles import BubbleDelegate
@@ -100,20 +102,18 @@ class _Turn:
         self.started = time.monotonic()
         self.first_token_at: float | None = None
         self.tokens = 0
-        self.done_stats: dict[str, Any] = {}
+        self.done_stats = ReplyStats()
         self.error: str | None = None
         self.stopping = False
         self.context_full = False
 
-    def live_stats(self) -> dict[str, Any]:
+    def live_stats(self) -> ReplyStats:
         """Numbers measured here, while the engine's final ones are not in yet."""
-        stats: dict[str, Any] = {"tokens": self.tokens}
-        if self.first_token_at is not None:
-            stats["time_to_first_token"] = self.first_token_at - self.started
-            elapsed = time.monotonic() - self.first_token_at
-            if self.tokens > 1 and elapsed > 0:
-                stats["tokens_per_second"] = (self.tokens - 1) / elapsed
-        return stats
+        if self.first_token_at is None:
+            return ReplyStats(tokens=self.tokens)
+        elapsed = time.monotonic() - self.first_token_at
+        tps = (self.tokens - 1) / elapsed if self.tokens > 1 and elapsed > 0 else 0.0
+        return ReplyStats(self.tokens, tps, self.first_token_at - self.started)
 
 
 class ChatPanel(QWidget):
@@ -579,16 +579,8 @@ class ChatPanel(QWidget):
                 "Start a new chat, or load the model with a larger context." + (f"<br>{detail}" if detail else ""))
             self.context_banner.show()
         elif ev.kind == "done":
-            stats: dict[str, Any] = {}
-            if ev.tokens:
-                stats["tokens"] = ev.tokens
-            if ev.tokens_per_second:
-                stats["tokens_per_second"] = ev.tokens_per_second
-            if ev.time_to_first_token:
-                stats["time_to_first_token"] = ev.time_to_first_token
-            if ev.finish_reason:
-                stats["finish_reason"] = ev.finish_reason
-            turn.done_stats = stats
+            turn.done_stats = ReplyStats(ev.tokens or 0, float(ev.tokens_per_second or 0.0),
+                                         float(ev.time_to_first_token or 0.0), ev.finish_reason or "")
 
     @Slot(object)
     def _on_stream_done(self, _result: object) -> None:
@@ -611,16 +603,11 @@ class ChatPanel(QWidget):
         turn = self._turn
         assert turn is not None
         self._turn = None
-        stats = turn.live_stats()
-        stats.update(turn.done_stats)
-        if turn.stopping:
-            stats["stopped"] = True
-        if turn.context_full:
-            stats.setdefault("finish_reason", "context_full")
-        if turn.error:
-            stats["error"] = turn.error
-        if self._model_path:
-            stats["model"] = self._model_path
+        final = turn.live_stats().merged(turn.done_stats)
+        final = replace(final, stopped=turn.stopping or final.stopped, error=turn.error or final.error,
+                        model=self._model_path or final.model,
+                        finish_reason=final.finish_reason or ("context_full" if turn.context_full else ""))
+        stats = final.to_dict()
         msg = self.transcript.end_stream(stats)
         if msg is not None and msg.content:
             self._chat.add("assistant", msg.content, msg.stats)
@@ -637,7 +624,7 @@ class ChatPanel(QWidget):
             line = stats_text(self._turn.live_stats())
             self.stats_label.setText(f"Generating…  {line}" if line else "Generating…")
 
-    def _show_final_stats(self, stats: dict[str, Any]) -> None:
+    def _show_final_stats(self, stats: dict[str, Any] | ReplyStats) -> None:
         line = stats_text(stats)
         self.stats_label.setText(f"Last reply: {line}" if line else "")
 
