@@ -261,7 +261,13 @@ class ChatPanel(QWidget):
         cv.addWidget(self.context_banner)
         cv.addWidget(self.transcript_view, 1)
         cv.addWidget(self.empty_hint, 1)
-        cv.addWidget(self.stats_label)
+        self.copy_code_button = QPushButton("Copy code")
+        self.copy_code_button.setToolTip("Copy the code blocks of the selected reply (or of the last one)")
+        self.copy_code_button.setVisible(False)
+        stats_row = QHBoxLayout()
+        stats_row.addWidget(self.stats_label, 1)
+        stats_row.addWidget(self.copy_code_button)
+        cv.addLayout(stats_row)
         cv.addLayout(input_row)
 
         # --- right: system prompt and sampling
@@ -360,6 +366,12 @@ class ChatPanel(QWidget):
         self.new_button.clicked.connect(self.new_chat)
         self.reset_button.clicked.connect(lambda: self.set_sampling(SamplingSettings()))
         self.search.textChanged.connect(self.chat_filter.setFilterFixedString)
+        self.copy_code_button.clicked.connect(self.copy_code)
+        self.transcript_view.selectionModel().currentChanged.connect(self._update_copy_code)
+        self.transcript.modelReset.connect(self._update_copy_code)
+        self.transcript.rowsInserted.connect(self._update_copy_code)
+        self.transcript.rowsRemoved.connect(self._update_copy_code)
+        self.transcript.dataChanged.connect(self._update_copy_code)
         self.chat_view.clicked.connect(self._on_chat_clicked)
         self.chat_view.activated.connect(self._on_chat_clicked)
         self.chat_view.customContextMenuRequested.connect(self._chat_menu)
@@ -806,6 +818,25 @@ class ChatPanel(QWidget):
             self.delete_message(row)
 
     # --- message actions ----------------------------------------------------------------------------
+
+    def _code_source(self) -> str:
+        """The text whose code blocks "Copy code" copies: the selected message, else the last reply."""
+        index = self.transcript_view.currentIndex()
+        if index.isValid():
+            return str(index.data(TranscriptRole.CONTENT) or "")
+        last = next((m for m in reversed(self.transcript.messages()) if m.role == "assistant"), None)
+        return last.content if last is not None else ""
+
+    def _update_copy_code(self, *_args: object) -> None:
+        self.copy_code_button.setVisible(bool(code_blocks(self._code_source())))
+
+    def copy_code(self) -> str:
+        """Put the code blocks of the selected (or last) reply on the clipboard; returns what was copied."""
+        text = "\n\n".join(code_blocks(self._code_source()))
+        if text:
+            QGuiApplication.clipboard().setText(text)
+            notifier().info("Code copied.")
+        return text
 
     def regenerate(self) -> bool:
         """Ask again for the last reply: it is replaced by a new one."""

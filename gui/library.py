@@ -365,7 +365,7 @@ class LibraryPanel(QWidget):
         self.add_folder_btn = QPushButton("+ Folder…")
         self.add_folder_btn.setToolTip("Scan a folder (and a few levels below it) for .gguf files")
         self.folders_btn = QToolButton()
-        self.folders_btn.setText("Folders ▾")
+        self.folders_btn.setText("Folders")
         self.folders_btn.setToolTip("The folders LayerFit scans; pick one to stop scanning it")
         self.folders_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.folders_menu = QMenu(self.folders_btn)
@@ -539,7 +539,7 @@ class LibraryPanel(QWidget):
         for f in self.folders:
             a = self.folders_menu.addAction(f"Stop scanning {f}")
             a.triggered.connect(lambda _c=False, f=f: self.remove_folder(f))
-        self.folders_btn.setText(f"Folders: {len(self.folders)}")  # the menu arrow is drawn by the style
+        self.folders_btn.setText("Folders")  # the menu arrow is drawn by the style; the count is in the tip
         self.folders_btn.setToolTip(f"The {len(self.folders)} folder(s) LayerFit scans; pick one to stop scanning it")
 
     def _context_menu(self, pos: Any) -> None:

@@ -54,6 +54,12 @@ def test_replies_render_markdown_and_code_blocks_can_be_copied(qtbot: Any) -> No
     block = doc.findBlock(text.index("print"))
     assert block.blockFormat().property(CODE_BLOCK)  # a code block (monospace, shaded)
     assert not doc.findBlock(text.index("this")).blockFormat().property(CODE_BLOCK)
+    # a visible Copy code button for the reply's code
+    assert panel.copy_code_button.isVisibleTo(panel)
+    panel.copy_code_button.click()
+    assert QApplication.clipboard().text() == "print('hi')"
+    panel.transcript_view.setCurrentIndex(panel.transcript.index(0, 0))  # the question has no code
+    assert not panel.copy_code_button.isVisibleTo(panel)
     plain = QTextDocument()
     plain.setMarkdown("**x**", MARKDOWN)
     assert plain.toPlainText() == "x"
@@ -140,3 +146,35 @@ def test_window_menu_title_and_early_messages(qtbot: Any, monkeypatch: Any) -> N
     with qtbot.waitSignal(w.destroyed, timeout=5000, raising=False):
         w.actions_.quit.trigger()
     assert not w.isVisible()
+
+
+def test_the_layout_fits_1024_by_700_and_dialogs_remember_the_folder(qtbot: Any, tmp_path: Any) -> None:
+    from test_gui_main import MACHINE
+
+    from gui import dialog_dirs
+    from gui.export_dialog import ExportDialog
+
+    w = MainWindow(hardware=MACHINE, prefetch=False)
+    qtbot.addWidget(w)
+    w.load_panel.set_hardware_choice("t4")  # the widest form: the what-if row is shown
+    w.show()
+    qtbot.waitUntil(lambda: w.plan is not None, timeout=60000)
+    assert w.minimumSizeHint().width() <= 1024 and w.minimumSizeHint().height() <= 700
+    w.resize(1024, 700)
+    qtbot.waitUntil(lambda: w.width() == 1024)
+    scroll = w.splitter.widget(1)
+    center = scroll.widget()  # type: ignore[attr-defined]
+    assert center.width() >= center.minimumSizeHint().width()  # the middle column never clips sideways
+    assert scroll.viewport().width() >= center.minimumSizeHint().width()  # type: ignore[attr-defined]
+    # file dialogs open where the user last was, and that survives a restart
+    folder = tmp_path / "modelfiles"
+    folder.mkdir()
+    dialog_dirs.remember(folder / "x.Modelfile")
+    assert dialog_dirs.last_dir() == str(folder)
+    dlg = ExportDialog(w.model_info, w.plan, w.chat_panel.sampling(), parent=w)
+    qtbot.addWidget(dlg)
+    assert dlg.suggested_path().parent == folder
+    w.save_settings()
+    assert AppSettings.load().last_folder == str(folder)
+    dialog_dirs.restore(None)
+    assert dialog_dirs.last_dir() != str(folder)
