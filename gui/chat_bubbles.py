@@ -44,6 +44,15 @@ MARKDOWN = QTextDocument.MarkdownFeature(QTextDocument.MarkdownFeature.MarkdownD
 CODE_BLOCK = QTextFormat.Property.UserProperty + 1
 
 
+def _has_code(doc: QTextDocument) -> bool:
+    block = doc.begin()
+    while block.isValid():
+        if block.blockFormat().property(CODE_BLOCK):
+            return True
+        block = block.next()
+    return False
+
+
 def _style_code(doc: QTextDocument) -> None:
     """Code blocks in a monospace font on a faint background. Qt's Markdown reader marks them as
     non-breakable lines; here they may wrap (a long command must not run out of its bubble)."""
@@ -142,7 +151,8 @@ class BubbleDelegate(QStyledItemDelegate):
         header, text, footer, mine = self._parts(option, index)
         width = self._text_width(option)
         doc = self._doc(text, width, option.font, self._is_markdown(index))
-        bubble_w = min(width, int(doc.idealWidth() + 1)) + 2 * PAD_X
+        # a code block's shading spans the text width: the bubble does too, so the shading stays inside
+        bubble_w = (width if _has_code(doc) else min(width, int(doc.idealWidth() + 1))) + 2 * PAD_X
         bubble_w = max(bubble_w, 48)
         bubble_h = doc.size().height() + 2 * PAD_Y
         small = self._small(option.font)
