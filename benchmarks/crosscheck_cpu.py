@@ -38,6 +38,7 @@ _KV_RE = re.compile(r"llama_kv_cache: size = +([\d.]+) MiB \( *(\d+) cells, +(\d
 _COMPUTE_RE = re.compile(r"(\S+) compute buffer size = +([\d.]+) MiB")
 _OUTPUT_RE = re.compile(r"(\S+) +output buffer size = +([\d.]+) MiB")
 _MODEL_RE = re.compile(r"(\S+) model buffer size = +([\d.]+) MiB")
+_RS_RE = re.compile(r"llama_memory_recurrent: size = +([\d.]+) MiB \( *(\d+) cells, +(\d+) layers")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Probe:
     swa_full: bool = False
 
 
-def _child(path: str, p: Probe, real_load: bool) -> dict[str, Any]:
+def _child(path: str, p: Probe, real_load: bool, repack: bool = False) -> dict[str, Any]:
     """Runs in the child: load with no_alloc (or a real mmap load), create the context, parse the log."""
     import llama_cpp as L
 
@@ -65,7 +66,7 @@ def _child(path: str, p: Probe, real_load: bool) -> dict[str, Any]:
     L.llama_backend_init()
     mp = L.llama_model_default_params()
     mp.n_gpu_layers = 0
-    mp.use_extra_bufts = False  # no CPU_REPACK copy: weights stay in the mapped file
+    mp.use_extra_bufts = repack  # without it no CPU_REPACK copy: weights stay in the mapped file
     if not real_load:
         mp.no_alloc = True
         mp.load_mode = 0  # LLAMA_LOAD_MODE_NONE: mmap can't be combined with no_alloc
@@ -88,15 +89,87 @@ def _child(path: str, p: Probe, real_load: bool) -> dict[str, Any]:
     compute = {m[1]: float(m[2]) for m in _COMPUTE_RE.finditer(text)}
     output = {m[1]: float(m[2]) for m in _OUTPUT_RE.finditer(text)}
     weights = {m[1]: float(m[2]) for m in _MODEL_RE.finditer(text)}
+    rs = [{"mib": float(m[1]), "cells": int(m[2]), "layers": int(m[3])} for m in _RS_RE.finditer(text)]
     fa = "flash_attn            = enabled" in text
-    return {"ok": True, "kv": kv, "compute": compute, "output": output, "weights": weights, "fa": fa}
+    return {"ok": True, "kv": kv, "compute": compute, "output": output, "weights": weights, "fa": fa, "rs": rs}
 
 
-def probe(path: str | Path, p: Probe, real_load: bool = False, timeout: float = 120.0) -> dict[str, Any]:
-    """llama.cpp's buffer sizes for ``p`` (MiB, as logged), from a child process."""
+def _child_many(path: str, probes: list[Probe]) -> dict[str, Any]:
+    """Runs in the child: one real mmap load for the weights (never evaluated: a sparse file costs
+    nothing), then one no_alloc load and a context per probe. One process per model keeps a sweep
+    over many architectures affordable."""
+    import llama_cpp as L
+
+    lines: list[str] = []
+
+    @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+    def cb(level: int, text: bytes, ud: Any) -> None:
+        lines.append(text.decode(errors="replace"))
+
+    L.llama_log_set(cb, None)
+    L.llama_backend_init()
+    mp = L.llama_model_default_params()
+    mp.n_gpu_layers = 0
+    mp.use_extra_bufts = False
+    model = L.llama_model_load_from_file(path.encode(), mp)
+    if not model:
+        return {"ok": False, "error": "load failed", "log": "".join(lines)[-3000:]}
+    weights = {m[1]: float(m[2]) for m in _MODEL_RE.finditer("".join(lines))}
+    L.llama_model_free(model)
+    lines.clear()
+    mp.no_alloc = True
+    mp.load_mode = 0
+    model = L.llama_model_load_from_file(path.encode(), mp)
+    if not model:
+        return {"ok": False, "error": "no_alloc load failed", "log": "".join(lines)[-3000:]}
+    results = []
+    for p in probes:
+        lines.clear()
+        cp = L.llama_context_default_params()
+        cp.n_ctx = p.n_ctx
+        cp.n_batch = p.n_ubatch
+        cp.n_ubatch = p.n_ubatch
+        cp.flash_attn_type = 1 if p.flash_attn else 0
+        cp.type_k = GGML_TYPE_ID[p.type_kv]
+        cp.type_v = GGML_TYPE_ID[p.type_kv]
+        cp.swa_full = p.swa_full
+        ctx = L.llama_init_from_model(model, cp)
+        text = "".join(lines)
+        if not ctx:
+            results.append({"ok": False, "error": "context failed", "log": text[-3000:]})
+            continue
+        results.append({
+            "ok": True,
+            "kv": [{"mib": float(m[1]), "cells": int(m[2]), "layers": int(m[3])} for m in _KV_RE.finditer(text)],
+            "rs": [{"mib": float(m[1]), "cells": int(m[2]), "layers": int(m[3])} for m in _RS_RE.finditer(text)],
+            "compute": {m[1]: float(m[2]) for m in _COMPUTE_RE.finditer(text)},
+            "output": {m[1]: float(m[2]) for m in _OUTPUT_RE.finditer(text)},
+            "fa": "flash_attn            = enabled" in text})
+        L.llama_free(ctx)
+    return {"ok": True, "weights": weights, "probes": results}
+
+
+def probe_many(path: str | Path, probes: list[Probe], timeout: float = 300.0) -> dict[str, Any]:
+    """Weights (real mmap load) and the buffers of every probe, from one child process."""
+    args = [sys.executable, str(Path(__file__).resolve()), "--probe-many", str(path),
+            json.dumps([p.__dict__ for p in probes])]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    out = r.stdout.strip().splitlines()
+    if r.returncode != 0 or not out:
+        return {"ok": False, "error": f"llama.cpp exited with {r.returncode}", "log": r.stderr[-3000:]}
+    result: dict[str, Any] = json.loads(out[-1])
+    return result
+
+
+def probe(path: str | Path, p: Probe, real_load: bool = False, timeout: float = 120.0,
+          repack: bool = False) -> dict[str, Any]:
+    """llama.cpp's buffer sizes for ``p`` (MiB, as logged), from a child process. ``repack`` (with
+    ``real_load``) lets llama.cpp make its CPU_REPACK copies, as llama-cpp-python does by default."""
     args = [sys.executable, str(Path(__file__).resolve()), "--probe", str(path), json.dumps(p.__dict__)]
     if real_load:
         args.append("--real")
+    if repack:
+        args.append("--repack")
     r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
     out = r.stdout.strip().splitlines()
     if r.returncode != 0 or not out:
@@ -200,11 +273,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--probe", nargs=2, metavar=("GGUF", "JSON"), help=argparse.SUPPRESS)
     ap.add_argument("--real", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--repack", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--probe-many", nargs=2, metavar=("GGUF", "JSON"), help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="2 contexts, ubatch 512 only")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
     a = ap.parse_args()
+    if a.probe_many:
+        res = _child_many(a.probe_many[0], [Probe(**d) for d in json.loads(a.probe_many[1])])
+        sys.stdout.flush()
+        print(json.dumps(res))
+        return
     if a.probe:
-        res = _child(a.probe[0], Probe(**json.loads(a.probe[1])), a.real)
+        res = _child(a.probe[0], Probe(**json.loads(a.probe[1])), a.real, a.repack)
         sys.stdout.flush()
         print(json.dumps(res))
         return

@@ -7,8 +7,10 @@ probed GPU add ``overhead_correction(gpu.key)`` (the median of the recent differ
 What-if cards never get a correction: there is nothing measured about them.
 
 The same store learns decode speed: after a CPU-only chat the engine calls
-``record_cpu_speed(cpu_key, measured_tps / predicted_tps)``, and ``core.speed`` scales its CPU time by
-the median ratio, so the trade-off chart's tok/s match this machine rather than the reference box.
+``record_cpu_timing(cpu_key, predicted_seconds_per_token, measured_seconds_per_token)``, and
+``core.speed`` fits a per-token fixed cost and a bandwidth scale to those samples (``core.speed_fit``),
+so the trade-off chart's tok/s match this machine for small and big models alike. (The older
+``record_cpu_speed`` ratios are still read by nothing but kept for stores written before.)
 
 Stored as ``calibration.json`` under ``core.settings.data_dir()``, written atomically:
 ``{"version": 1, "gpus": {"<name>|<driver>": {"deltas": [int, ...]}}, "cpus": {"<cpu>": {"ratios": [...]}}}``.
@@ -138,3 +140,43 @@ def cpu_speed_ratio(cpu_key: str, path: Path | None = None) -> float | None:
     entry = entry.get(cpu_key) if isinstance(entry, dict) else None
     ratios = [float(x) for x in (entry or {}).get("ratios", []) if isinstance(x, (int, float))]
     return statistics.median(ratios) if ratios else None
+
+
+MAX_TIMING_SAMPLES = 30
+MAX_APART = 10
+
+
+def record_cpu_timing(cpu_key: str, predicted_s: float, measured_s: float, path: Path | None = None) -> bool:
+    """Remember one decode timing for a CPU-only load: the unlearned model's seconds per token
+    (``predicted_s``) and the measured seconds per token. Returns False when the sample is far outside
+    what the speed model can explain; it is then kept apart (``apart``) and not learned from."""
+    from core.speed_fit import is_outlier
+
+    path = path or calibration_path()
+    data = _load(path, for_update=True)
+    cpus = data.setdefault("cpus", {})
+    if not isinstance(cpus, dict):
+        cpus = data["cpus"] = {}
+    entry = cpus.setdefault(cpu_key, {})
+    samples = _timings(entry.get("timings"))
+    ok = not is_outlier(predicted_s, measured_s, samples)
+    key = "timings" if ok else "apart"
+    kept = _timings(entry.get(key)) + [(float(predicted_s), float(measured_s))]
+    entry[key] = [list(t) for t in kept[-(MAX_TIMING_SAMPLES if ok else MAX_APART):]]
+    write_json_atomic(path, data)
+    return ok
+
+
+def _timings(raw: Any) -> list[tuple[float, float]]:
+    out = []
+    for t in raw if isinstance(raw, list) else []:
+        if isinstance(t, list) and len(t) == 2 and all(isinstance(v, (int, float)) for v in t):
+            out.append((float(t[0]), float(t[1])))
+    return out
+
+
+def cpu_timings(cpu_key: str, path: Path | None = None) -> list[tuple[float, float]]:
+    """The learned (predicted, measured) seconds-per-token samples of this CPU."""
+    entry = _load(path or calibration_path()).get("cpus", {})
+    entry = entry.get(cpu_key) if isinstance(entry, dict) else None
+    return _timings((entry or {}).get("timings"))

@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL", help="path to a .gguf file, or an Ollama model name")
     add_plan_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--check", action="store_true",
+                   help="also run llama.cpp's no-alloc pass (about a second) to check weights, KV and state")
 
     p = sub.add_parser("run", help="load a model (default: the demo model) and answer a prompt")
     p.add_argument("model", metavar="MODEL", nargs="?", default=None, help="path to a .gguf or an Ollama name (default: demo)")

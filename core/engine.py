@@ -691,7 +691,7 @@ def _record_cpu_speed(loaded: LoadResult | None, stats: dict[str, Any]) -> None:
         predicted = predict_tps(plan.model, plan.settings, 0, SpeedModel.for_hardware(plan.hardware, learned=False),
                                 kv_fill=fill)
         if predicted > 0:
-            calibration.record_cpu_speed(cpu_key(), tps / predicted)
+            calibration.record_cpu_timing(cpu_key(), 1.0 / predicted, 1.0 / tps)
     except Exception:  # learning is a bonus: it must never break a chat
         pass
 

@@ -16,13 +16,17 @@ here is exactly that number (0…n_layer+1).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+from core import referee
+from core.archs import arch_layout, warning_text
 from core.calibration import overhead_correction
 from core.gguf_info import ModelInfo
 from core.hardware import Hardware
 from core.loadsettings import KV_TYPES, LoadSettings, kv_type_allowed
 from core.memory import DEFAULT_OVERHEAD, Estimate, GpuOverhead, _layout, estimate, resolve_flash_attn
+from core.mmproj import Projector, projector_for
 from core.placement import DeviceMemory, HostMemory, processor_line
 from core.speed import SpeedModel, predict_tps
 from core.units import fmt_bytes
@@ -89,6 +93,10 @@ class Plan:
     usable_vram: int = 0  # free VRAM minus headroom
     kv_total: int = 0  # KV cache of all layers, wherever it lives
     levers: tuple[str, ...] = ()  # "fewer layers", "experts in RAM", "KV in RAM", "CPU only"
+    verified: bool = True  # core.archs has checked this architecture against llama.cpp (or the referee has)
+    warnings: tuple[str, ...] = ()  # "not verified for <arch>: numbers may be off", shown in GUI, CLI, JSON
+    checked_by_llamacpp: bool = False  # llama.cpp's no-alloc pass checked weights/KV/RS (core.referee)
+    projector: Projector | None = None  # an mmproj next to the model (core.mmproj), not in the totals
 
     @property
     def n_layers_total(self) -> int:
@@ -98,7 +106,7 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         """The object printed by ``layerfit plan --json`` (DESIGN.md contract)."""
         return {
-            "model": self.model.to_json(),
+            "model": {**self.model.to_json(), **_cache_facts(self.model), "verified": self.verified},
             "settings": self.settings.to_dict(),
             "gpu_layers": self.gpu_layers,
             "gpu": self.gpu.to_dict(),
@@ -111,7 +119,22 @@ class Plan:
             "predicted_tps": round(self.predicted_tps, 2),
             "use_gpu": self.use_gpu,
             "usable_vram": self.usable_vram,
+            "warnings": list(self.warnings),
+            "checked_by_llamacpp": self.checked_by_llamacpp,
+            **({"projector": self.projector.to_json(self.use_gpu and self.hardware.vram_free > 0)}
+               if self.projector else {}),
         }
+
+
+def _cache_facts(model: ModelInfo) -> dict[str, Any]:
+    """llama.cpp's effective cache layout (core.archs): built-in and chunked windows, KV and state layers."""
+    lay = arch_layout(model)
+    out: dict[str, Any] = {"n_kv_layers": sum(lay.has_kv), "n_recurrent_layers": sum(1 for x in lay.rs_elems if x)}
+    if lay.has_swa:
+        out.update(sliding_window=lay.n_swa, n_swa_layers=sum(s and k for s, k in zip(lay.swa, lay.has_kv,
+                                                                                      strict=True)),
+                   chunked_attention=lay.chunked)
+    return out
 
 
 # --- context ---------------------------------------------------------------------------------------
@@ -206,11 +229,13 @@ def _assemble(ctx: _Ctx, s: LoadSettings, fa: bool, e: Estimate, use_gpu: bool, 
     fits = (_gpu_ok(ctx, e) or not (use_gpu and ctx.has_gpu)) and _ram_ok(ctx, e)
     lay = _layout(ctx.model)
     tps = predict_tps(ctx.model, s, e.gpu_layers if use_gpu and ctx.has_gpu else 0, ctx.speed)
+    warning = warning_text(ctx.model)
     return Plan(model=ctx.model, settings=s.with_(n_gpu_layers=e.gpu_layers), hardware=ctx.hardware,
                 headroom=ctx.headroom, gpu_layers=e.gpu_layers, gpu=e.gpu, host=e.host,
                 processor=_processor(e, fits_gpu, lay.embd_bytes), fits_gpu=fits_gpu, fits=fits,
                 reasons=reasons, suggestions=suggestions, flash_attn=fa, predicted_tps=tps, use_gpu=use_gpu,
-                usable_vram=ctx.budget, kv_total=e.kv_total, levers=levers)
+                usable_vram=ctx.budget, kv_total=e.kv_total, levers=levers, verified=warning is None,
+                warnings=(warning,) if warning else ())
 
 
 def _choose(ctx: _Ctx, settings: LoadSettings) -> Plan:
@@ -322,6 +347,7 @@ def _reasons(ctx: _Ctx, requested: LoadSettings, p: Plan) -> tuple[str, ...]:
                    if ctx.ram > 0 else f"The CPU side uses {_g(p.host.total)} of RAM.")
     if m.n_ctx_train and s.n_ctx > m.n_ctx_train:
         out.append(f"num_ctx {s.n_ctx} is beyond what the model was trained for ({m.n_ctx_train}).")
+    out.extend(p.warnings)  # "not verified for <arch>: numbers may be off" (core.archs)
     return tuple(out)
 
 
@@ -403,7 +429,7 @@ def _suggestions(ctx: _Ctx, requested: LoadSettings, p: Plan) -> tuple[Suggestio
             out.append(sug(f"flash attention on → saves {_g(saves)} ({_effect(q)})", q, ch, saves))
 
     # 4. Sliding-window layers with a full-size cache.
-    if requested.swa_full and any(m.swa_layers):
+    if requested.swa_full and arch_layout(m).has_swa:
         q, ch = trial(swa_full=False)
         if _better(q, p):
             out.append(sug(f"swa_full off (window-sized cache for sliding-window layers) → {_effect(q)}", q, ch))
@@ -431,7 +457,14 @@ def make_plan(model: ModelInfo, settings: LoadSettings, hardware: Hardware,
     p = _choose(ctx, settings)
     reasons = _reasons(ctx, settings, p)
     sugg = _suggestions(ctx, settings, p) if suggest else ()
-    return replace(p, reasons=reasons, suggestions=sugg)
+    proj = projector_for(model.path)
+    if proj is not None:
+        where = "the GPU" if p.use_gpu and hardware.vram_free > 0 else "RAM"
+        reasons += (f"Vision projector {Path(proj.path).name}: {fmt_bytes(proj.weights)} more in {where} when a "
+                    "multimodal runner (LM Studio, llama.cpp's mtmd, Ollama) loads it, plus its image compute "
+                    "buffer; LayerFit's own chat loads the text model only, so it is not in these totals.",)
+    p = replace(p, reasons=reasons, suggestions=sugg, projector=proj)
+    return referee.apply(p, referee.lookup(model.path, p.settings))  # llama.cpp's check, when one ran
 
 
 def plan_for_layers(model: ModelInfo, settings: LoadSettings, hardware: Hardware, gpu_layers: int,

@@ -127,17 +127,19 @@ def parse_log(lines: Iterable[str]) -> LogFacts:
 def parse_buffers(lines: Iterable[str]) -> tuple[DeviceMemory, HostMemory]:
     """GPU and host byte totals per kind from buffer lines (GPU overhead is left at 0: NVML's job).
 
-    ``model`` → weights, ``KV``/``RS`` → kv, ``compute``/``output`` → compute.
+    ``model`` → weights (the host's ``CPU_REPACK`` model buffer → repack), ``KV`` → kv, ``RS`` → rs
+    (recurrent state), ``compute``/``output`` → compute.
     """
     return _sum_buffers(parse_log(lines).buffers)
 
 
 def _sum_buffers(buffers: Iterable[BufferLine]) -> tuple[DeviceMemory, HostMemory]:
-    g = {"weights": 0, "kv": 0, "compute": 0}
-    h = {"weights": 0, "kv": 0, "compute": 0}
-    slot = {"model": "weights", "KV": "kv", "RS": "kv", "compute": "compute", "output": "compute"}
+    g = {"weights": 0, "kv": 0, "compute": 0, "rs": 0}
+    h = {"weights": 0, "kv": 0, "compute": 0, "rs": 0, "repack": 0}
+    slot = {"model": "weights", "KV": "kv", "RS": "rs", "compute": "compute", "output": "compute"}
     for b in buffers:
-        (g if b.on_gpu else h)[slot[b.kind]] += b.bytes
+        key = "repack" if b.kind == "model" and b.device == "CPU_REPACK" else slot[b.kind]
+        (g if b.on_gpu else h)[key] += b.bytes
     return DeviceMemory(**g), HostMemory(**h)
 
 

@@ -27,14 +27,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.archs import arch_layout
 from core.gguf_info import ModelInfo
 from core.loadsettings import LoadSettings, requested_flash_attn
 from core.placement import DeviceMemory, HostMemory
+from core.repack import repack_bytes
 
 MiB = 1024**2
 KV_PAD = 256  # llama.cpp pads the KV cache size (cells) to 256
 OP_OFFLOAD_MIN_BATCH = 32  # ggml-cuda offload_op: prompt-sized matmuls on host weights run on the GPU
-_FA_HEAD_SIZES = {64, 80, 96, 112, 128, 256}  # head sizes the CUDA flash-attention kernels support
+_FA_HEAD_SIZES = {40, 64, 72, 80, 96, 112, 128, 256}  # head sizes the CUDA flash-attention kernels support
+#: (K, V) head sizes with their own CUDA kernels (ggml-cuda/fattn.cu): MLA 576/512 (DeepSeek, Kimi),
+#: 512/512 (Gemma-4 global layers), 192/128 and 320/256; each needs the GQA-optimised path.
+_FA_HEAD_PAIRS = {(576, 512), (512, 512), (192, 128), (320, 256)}
 
 #: ggml block sizes of the KV cache types: (elements per block, bytes per block).
 _KV_BLOCKS: dict[str, tuple[int, int]] = {"f32": (1, 4), "f16": (1, 2), "bf16": (1, 2), "q8_0": (32, 34),
@@ -111,11 +116,16 @@ def _layout(model: ModelInfo) -> _Layout:
     if hit is not None and hit[0] is model:
         return hit[1]
     n = model.n_layer
+    trunk = arch_layout(model).n_layer_trunk
     lb, le, lm, lx = [0] * n, [0] * n, [0] * n, [0] * n
     embd = out = out_mm = other = 0
     float_mm = False
     tied = True
     for t in model.tensors:
+        if t.layer is not None and trunk <= t.layer < n:
+            # NextN/MTP layers: llama.cpp loads them only for a draft context (load_mtp), else it
+            # logs "model has unused tensor … ignoring" and they take no memory (llama-model-loader.cpp).
+            continue
         if t.layer is not None and 0 <= t.layer < n:
             i = t.layer
             lb[i] += t.n_bytes
@@ -161,7 +171,13 @@ def resolve_flash_attn(model: ModelInfo, settings: LoadSettings, has_gpu: bool) 
         return True
     if not has_gpu:
         return True
-    return model.key_length == model.value_length and model.key_length in _FA_HEAD_SIZES
+    meta = model.metadata
+    pairs = {(model.key_length, model.value_length)}
+    k_swa = meta.get(f"{model.arch}.attention.key_length_swa")
+    v_swa = meta.get(f"{model.arch}.attention.value_length_swa")
+    if isinstance(k_swa, int) and isinstance(v_swa, int):
+        pairs.add((k_swa, v_swa))
+    return all((k == v and k in _FA_HEAD_SIZES) or (k, v) in _FA_HEAD_PAIRS for k, v in pairs)
 
 
 @dataclass(frozen=True)
@@ -182,35 +198,55 @@ class Estimate:
 
 
 def kv_cells(model: ModelInfo, settings: LoadSettings) -> tuple[int, int]:
-    """(cells of a full layer, cells of a sliding-window layer) for these settings."""
+    """(cells of a full layer, cells of a sliding-window or chunked layer) for these settings.
+
+    ``llama_kv_cache_iswa``: the SWA cache holds ``pad(min(n_ctx, n_swa + n_ubatch), 256)`` cells
+    (chunked attention, Llama-4, uses the same size with n_swa = the chunk).
+    """
     full = pad(max(settings.n_ctx, 1), KV_PAD)
-    if not any(model.swa_layers) or model.sliding_window <= 0:
+    lay = arch_layout(model)
+    if not lay.has_swa:
         return full, 0
     if settings.swa_full:
         return full, full
     ub = min(settings.n_ubatch, settings.n_batch)
-    return full, min(full, pad(model.sliding_window + ub, KV_PAD))
+    return full, pad(min(full, lay.n_swa + ub), KV_PAD)
 
 
-def layer_kv_bytes(model: ModelInfo, settings: LoadSettings) -> tuple[int, ...]:
-    """KV-cache bytes of each layer (0 for layers without attention)."""
+def layer_kv_bytes(model: ModelInfo, settings: LoadSettings, flash_attn: bool | None = None) -> tuple[int, ...]:
+    """KV-cache bytes of each layer (0 for layers without a cache of their own).
+
+    Which layers own a cache, their K/V widths (MLA: K only; SWA head sizes; V padded to the widest
+    row without flash attention) come from ``core.archs``. ``flash_attn`` None resolves as on a GPU.
+    """
     full, swa = kv_cells(model, settings)
-    swa_layers = model.swa_layers or (False,) * model.n_layer
+    lay = arch_layout(model)
+    fa = resolve_flash_attn(model, settings, True) if flash_attn is None else flash_attn
     out = []
     for il in range(model.n_layer):
-        h = model.n_head_kv[il] if il < len(model.n_head_kv) else 0
-        if h <= 0:
+        if not lay.has_kv[il]:
             out.append(0)
             continue
-        row = row_bytes(settings.type_k, h * model.key_length) + row_bytes(settings.type_v, h * model.value_length)
-        cells = swa if il < len(swa_layers) and swa_layers[il] else full
+        kw, vw = lay.k_v_widths(il, fa)
+        row = row_bytes(settings.type_k, kw) + (row_bytes(settings.type_v, vw) if vw else 0)
+        cells = swa if lay.swa[il] and swa else full
         out.append(cells * row)
     return tuple(out)
 
 
+def layer_rs_bytes(model: ModelInfo, settings: LoadSettings) -> tuple[int, ...]:
+    """Recurrent-state bytes of each layer (``llama_memory_recurrent``: f32 conv + SSM state per sequence)."""
+    lay = arch_layout(model)
+    n_seq = 1  # llama-cpp-python runs one sequence (n_seq_max = 1, no rollback snapshots)
+    return tuple(4 * e * n_seq for e in lay.rs_elems)
+
+
 def _mask_sizes(model: ModelInfo, n_kv: int, n_swa: int) -> list[int]:
     """KV cells of each attention mask in the graph: one for full layers, one for SWA layers."""
-    swa = model.swa_layers or (False,) * model.n_layer
+    lay = arch_layout(model)
+    swa = [lay.swa[il] for il in range(model.n_layer) if lay.has_kv[il]]
+    if not swa:
+        return []
     sizes = []
     if not all(swa):
         sizes.append(n_kv)
@@ -248,7 +284,14 @@ def _stages(model: ModelInfo, settings: LoadSettings, fa: bool, n_kv: int, n_swa
         if has_attn and fa:
             ffn += sum(n * T * 2 for n in _mask_sizes(model, n_kv, n_swa))
     else:
-        ffn = (3 * e + 2 * model.n_ff) * T * 4
+        # Gate, up and their (not in-place) product [n_ff, T], the residual and the normed input, and
+        # one attention-sized row (n_head x head_dim) are alive at the FFN peak; with flash attention
+        # the f16 masks, graph inputs used by every layer, stay allocated until the last layer. Checked
+        # against llama.cpp's CPU reserve at 262144 cells for llama, qwen3, mistral3 and exaone4 to
+        # 0.01 % (tests/test_archs_llamacpp.py; the peak there moves from the logits to the FFN).
+        ffn = (3 * model.n_ff + 2 * e + h * model.value_length) * T * 4
+        if has_attn and fa:
+            ffn += sum(n * T * 2 for n in _mask_sizes(model, n_kv, n_swa))
     return {"output": out, "attention": attn, "ffn": ffn, "tokens": T}
 
 
@@ -266,7 +309,8 @@ def estimate(model: ModelInfo, settings: LoadSettings, gpu_layers: int, *, flash
     out_gpu = k >= 1
     blocks = min(max(k - 1, 0), n)
     first_gpu = n - blocks
-    kv_layers = layer_kv_bytes(model, settings)
+    kv_layers = layer_kv_bytes(model, settings, fa)
+    rs_layers = layer_rs_bytes(model, settings)
     n_kv, n_swa = kv_cells(model, settings)
     st = _stages(model, settings, fa, n_kv, n_swa)
     T = st["tokens"]
@@ -279,6 +323,8 @@ def estimate(model: ModelInfo, settings: LoadSettings, gpu_layers: int, *, flash
         + (0 if out_gpu else lay.out_host_bytes) + (sum(lay.layer_exps[first_gpu:]) if exps_cpu else 0)
     kv_gpu = sum(kv_layers[first_gpu:]) if settings.offload_kqv else 0
     kv_host = sum(kv_layers) - kv_gpu
+    rs_gpu = sum(rs_layers[first_gpu:]) if settings.offload_kqv else 0
+    rs_host = sum(rs_layers) - rs_gpu
     attn_on_gpu = blocks > 0 and settings.offload_kqv
     attn_on_cpu = blocks < n or not settings.offload_kqv
     mask = n_kv * T * (2 if fa else 4)
@@ -287,7 +333,9 @@ def estimate(model: ModelInfo, settings: LoadSettings, gpu_layers: int, *, flash
         # CPU only: the graph peak, the input embedding rows (on CUDA they sit in the pinned host
         # buffer, here in the compute buffer) and the logits output buffer.
         host_compute = max(st["output"], st["attention"], st["ffn"]) + model.n_embd * T * 4 + model.n_vocab * 4
-        host = HostMemory(weights=w_host + w_gpu, kv=sum(kv_layers), compute=host_compute)
+        repack = repack_bytes(model, range(arch_layout(model).n_layer_trunk), True) if settings.use_mmap else 0
+        host = HostMemory(weights=w_host + w_gpu, kv=sum(kv_layers), compute=host_compute, rs=sum(rs_layers),
+                          repack=repack)
         return Estimate(DeviceMemory(), host, 0, 0, False, fa, n_kv, n_swa, sum(kv_layers),
                         sum(lay.layer_bytes) + lay.out_bytes, {"stages": st})
 
@@ -320,7 +368,8 @@ def estimate(model: ModelInfo, settings: LoadSettings, gpu_layers: int, *, flash
     g = ov.granularity
     uses_cublas = (not fa and attn_on_gpu) or (lay.float_matmuls and (blocks > 0 or T >= OP_OFFLOAD_MIN_BATCH))
     gpu = DeviceMemory(weights=pad(w_gpu, g) if w_gpu else 0, kv=pad(kv_gpu, g) if kv_gpu else 0,
-                       compute=pad(compute_gpu, g) if compute_gpu else 0, overhead=ov.total(uses_cublas))
+                       compute=pad(compute_gpu, g) if compute_gpu else 0, overhead=ov.total(uses_cublas),
+                       rs=pad(rs_gpu, g) if rs_gpu else 0)
 
     # Host compute (pinned CUDA_Host buffer): graph inputs, the mask, and the attention of CPU layers.
     host_compute = 2 * model.n_embd * T * 4 + mask + model.n_vocab * 4
@@ -328,7 +377,9 @@ def estimate(model: ModelInfo, settings: LoadSettings, gpu_layers: int, *, flash
         host_compute += 2 * max(model.n_head_kv, default=0) * model.key_length * T * 4
     if attn_on_cpu and not fa:
         host_compute += st["attention"]
-    host = HostMemory(weights=w_host, kv=kv_host, compute=host_compute)
+    repack = repack_bytes(model, range(min(first_gpu, arch_layout(model).n_layer_trunk)), not out_gpu) \
+        if settings.use_mmap else 0
+    host = HostMemory(weights=w_host, kv=kv_host, compute=host_compute, rs=rs_host, repack=repack)
     return Estimate(gpu, host, k, blocks, out_gpu, fa, n_kv, n_swa, sum(kv_layers),
                     sum(lay.layer_bytes) + lay.out_bytes,
                     {"stages": st, "compute_candidates": cands, "uses_cublas": uses_cublas})
@@ -351,4 +402,7 @@ def cpu_buffers(model: ModelInfo, settings: LoadSettings) -> dict[str, int]:
     fa = resolve_flash_attn(model, settings, has_gpu=False)
     st = _stages(model, settings, fa, n_kv, n_swa)
     compute = max(st["output"], st["attention"], st["ffn"]) + model.n_embd * st["tokens"] * 4
-    return {"kv": sum(layer_kv_bytes(model, settings)), "compute": compute, "output": model.n_vocab * 4}
+    return {"kv": sum(layer_kv_bytes(model, settings, fa)), "rs": sum(layer_rs_bytes(model, settings)),
+            "compute": compute, "output": model.n_vocab * 4, "weights": sum(t.n_bytes for t in model.tensors
+                                                                        if t.layer is None or
+                                                                        t.layer < arch_layout(model).n_layer_trunk)}

@@ -16,10 +16,11 @@ class DeviceMemory:
     kv: int = 0
     compute: int = 0
     overhead: int = 0
+    rs: int = 0  # recurrent state (Mamba/delta-net layers), like KV it lives with its layer
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv + self.compute + self.overhead
+        return self.weights + self.kv + self.compute + self.overhead + self.rs
 
     def to_dict(self) -> dict[str, int]:
         return {**asdict(self), "total": self.total}
@@ -32,10 +33,12 @@ class HostMemory:
     weights: int = 0
     kv: int = 0
     compute: int = 0
+    rs: int = 0  # recurrent state of the layers in host memory
+    repack: int = 0  # CPU_REPACK copies of repackable weights (anonymous memory on top of the mapped file)
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv + self.compute
+        return self.weights + self.kv + self.compute + self.rs + self.repack
 
     def to_dict(self) -> dict[str, int]:
         return {**asdict(self), "total": self.total}

@@ -362,6 +362,12 @@ class Session:
         plan, dp = multi_plan(self.model, inputs.settings, hw, inputs.headroom, infos=infos)
         return replace(plan, reasons=problems + plan.reasons), replace(dp, problems=problems)
 
+    def refresh(self) -> None:
+        """Plan again with the same inputs (something the planner reads has changed, like a check by
+        llama.cpp remembered for this model)."""
+        self.replan()
+        self._tell(Change.PLAN)
+
     def advise(self) -> Plan | None:
         """The plan the meter and the "Why" text show, with reasons and suggestions.
 

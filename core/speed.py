@@ -16,11 +16,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from core.calibration import cpu_speed_ratio
+from core.calibration import cpu_timings
 from core.gguf_info import ModelInfo
 from core.hardware import Hardware, cpu_key
 from core.loadsettings import LoadSettings
 from core.memory import _layout, layer_kv_bytes
+from core.speed_fit import fit
 
 #: Effective decode bandwidth of GPUs by name fragment (bytes/s): about 60 % of the datasheet figure,
 #: the share llama.cpp's matrix-vector kernels reach (an H100 reached 2.0 TB/s on a Q4_K 8B model).
@@ -43,14 +44,16 @@ class SpeedModel:
     gpu_layer_cost: float = 55e-6  # s per GPU block per token (kernel launches, syncs)
     cpu_layer_cost: float = 20e-6  # s per CPU block per token (thread barriers)
     handover_cost: float = 100e-6  # s per token when CPU and GPU both work (copies, syncs)
-    cpu_time_scale: float = 1.0  # learned on this machine: 1 / (measured / predicted) of CPU-only decoding
+    cpu_time_scale: float = 1.0  # learned on this machine: scale of the CPU's bytes-over-bandwidth term
+    cpu_fixed_cost: float = 0.0  # learned: s per token that don't shrink with the model (sampling, wake-ups)
 
     @classmethod
     def for_hardware(cls, hardware: Hardware, *, learned: bool = True) -> SpeedModel:
         """Defaults from the CPU core count (about 2 GB/s per core, 8–80 GB/s) and the GPU's name.
 
-        With ``learned``, the CPU side is scaled by what CPU-only chats on this machine measured
-        (core.calibration), so predictions follow this CPU rather than the reference box.
+        With ``learned``, the CPU side follows what CPU-only chats on this machine measured
+        (core.calibration): a per-token fixed cost and a bandwidth scale fitted across models of
+        different sizes (core.speed_fit), never one ratio, so a tiny model's overhead can't slow big ones.
         """
         cores = hardware.cpu_threads or os.cpu_count() or 4
         cpu_bw = min(max(2.0e9 * cores, 8e9), 80e9)
@@ -62,11 +65,8 @@ class SpeedModel:
                 if frag in name:
                     gpu_bw = bw
                     break
-        scale = 1.0
-        if learned:
-            ratio = cpu_speed_ratio(cpu_key())
-            scale = 1.0 / ratio if ratio else 1.0
-        return cls(cpu_bandwidth=cpu_bw, gpu_bandwidth=gpu_bw, cpu_time_scale=scale)
+        fixed, scale = fit(cpu_timings(cpu_key())) if learned else (0.0, 1.0)
+        return cls(cpu_bandwidth=cpu_bw, gpu_bandwidth=gpu_bw, cpu_time_scale=scale, cpu_fixed_cost=fixed)
 
 
 def _cpu_time(m: SpeedModel, nbytes: float) -> float:
@@ -119,6 +119,8 @@ def predict_tps(model: ModelInfo, settings: LoadSettings, gpu_layers: int, speed
     else:
         cpu += out
     t = m.cpu_time_scale * (_cpu_time(m, cpu) + (n - blocks) * m.cpu_layer_cost)
+    if k <= n:  # the CPU works on every token: its learned per-token fixed cost applies once
+        t += m.cpu_fixed_cost
     t += gpu / m.gpu_bandwidth + blocks * m.gpu_layer_cost
     if k >= 1 and (blocks < n or not settings.offload_kqv or (settings.experts_on_cpu and model.n_expert)):
         t += m.handover_cost

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.archs import arch_layout
 from core.gguf_info import ModelInfo
 from core.hardware import PRESETS, Hardware, find_preset
 from core.loadsettings import V_CACHE_RULE, FlashAttn, KvType, LoadSettings, kv_type_allowed
@@ -208,7 +209,7 @@ class LoadPanel(QGroupBox):
         self.layers_slider.blockSignals(True)
         self.layers_slider.setRange(0, (model.n_layer + 1) if model else 1)
         self.layers_slider.blockSignals(False)
-        has_swa = bool(model and (model.sliding_window > 0 or any(model.swa_layers)))
+        has_swa = bool(model and (model.sliding_window > 0 or any(model.swa_layers) or arch_layout(model).has_swa))
         self.swa_check.setEnabled(has_swa)
         self.swa_check.setToolTip(self.swa_check.toolTip() if has_swa else
                                   "This model has no sliding-window layers, so this setting changes nothing.")

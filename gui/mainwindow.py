@@ -86,8 +86,7 @@ class MainWindow(QMainWindow):
         self.actions_ = build_actions(self)
         self.load_action, self.unload_action = self.actions_.load, self.actions_.unload
         self.export_action, self.import_action = self.actions_.export, self.actions_.import_
-        self._timers = {name: self._timer(ms) for name, ms in (("advice", 0), ("sweep", 120),
-                                                                 ("save", 400))}
+        self._timers = {name: self._timer(ms) for name, ms in (("advice", 0), ("sweep", 120), ("save", 400))}
         parts.restore_window(self)
         self._connect_signals()
         parts.probe_workers(self)  # restored before the signals were wired: ask them now
@@ -101,9 +100,7 @@ class MainWindow(QMainWindow):
         self.library.refresh()
 
     def _timer(self, ms: int) -> QTimer:
-        t = QTimer(self)
-        t.setSingleShot(True)
-        t.setInterval(ms)
+        t = QTimer(self, singleShot=True, interval=ms)
         return t
 
     # ---- construction -----------------------------------------------------------------------------------
@@ -181,6 +178,7 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(name)  # Qt adds " — LayerFit" (the application display name)
             self.load_panel.set_model(s.model)
             parts.report_restore_problems(self)
+            parts.start_referee(self)
         elif change is Change.SETTINGS and self.load_panel.settings() != s.settings:
             self.load_panel.set_settings(s.settings)
         elif change is Change.SAMPLING and self.chat_panel.sampling() != s.sampling:

@@ -46,6 +46,7 @@ class MeterState:
     diff_gpu: int | None = None  # measured − planned, after a load
     diff_host: int | None = None
     extras: str = ""  # what else is in RAM: "MoE expert weights in RAM" (core.session.placement_extras)
+    warning: str = ""  # "not verified for <arch>: numbers may be off" (core.archs)
 
     @property
     def gpu_usable(self) -> int:
@@ -63,6 +64,7 @@ class MeterState:
             ram_capacity=plan.hardware.ram_total, ram_available=plan.hardware.ram_available,
             gpu_layers=plan.gpu_layers, n_layers=plan.model.n_layer + 1,
             processor=plan.processor, fits=plan.fits, fits_gpu=plan.fits_gpu, extras=placement_extras(plan),
+            warning="; ".join(plan.warnings),
         )
 
     @classmethod
@@ -317,11 +319,15 @@ class MeterWidget(QFrame):
         if s.source != self._shown_source:
             self._shown_source = s.source
             self._set_source_label(s.source)
-        self.verdict.setText(self._verdict(s))
+        verdict = self._verdict(s)
+        if s.warning and s.source == "plan":
+            verdict += f"<br><span style='color:{theme.PARTIAL.name()}'><b>⚠ {html.escape(s.warning)}</b></span>"
+        self.verdict.setText(verdict)
 
-        gpu_segs = [(s.gpu.weights, theme.WEIGHTS), (s.gpu.kv, theme.KV), (s.gpu.compute, theme.COMPUTE),
-                    (s.gpu.overhead, theme.OVERHEAD)]
-        host_segs = [(s.host.weights, theme.WEIGHTS), (s.host.kv, theme.KV), (s.host.compute, theme.COMPUTE)]
+        gpu_segs = [(s.gpu.weights, theme.WEIGHTS), (s.gpu.kv, theme.KV), (s.gpu.rs, theme.RS),
+                    (s.gpu.compute, theme.COMPUTE), (s.gpu.overhead, theme.OVERHEAD)]
+        host_segs = [(s.host.weights, theme.WEIGHTS), (s.host.repack, theme.REPACK), (s.host.kv, theme.KV),
+                     (s.host.rs, theme.RS), (s.host.compute, theme.COMPUTE)]
         if s.gpu_capacity > 0:
             others = max(0, s.gpu_capacity - s.gpu_free)
             over_gpu = others + s.gpu.total > s.gpu_capacity or (s.source == "plan" and s.gpu.total > s.gpu_usable)
@@ -343,11 +349,15 @@ class MeterWidget(QFrame):
 
         for w in self._legend_names["overhead"]:
             w.setVisible(s.gpu_capacity > 0)
+        for w in self._legend_names["rs"]:  # only models with recurrent layers have a state
+            w.setVisible(s.gpu.rs + s.host.rs > 0)
+        for w in self._legend_names["repack"]:  # llama.cpp's extra copy of repackable host weights
+            w.setVisible(s.host.repack > 0)
         for key, _label, _c in theme.SEGMENTS:
-            g = getattr(s.gpu, key)
+            g = getattr(s.gpu, key, 0)
             h = getattr(s.host, key, 0)
             parts = []
-            if s.gpu_capacity > 0:
+            if s.gpu_capacity > 0 and key != "repack":
                 parts.append(f"GPU {theme.gib(g, 2)}")
             if key != "overhead":
                 parts.append(f"RAM {theme.gib(h, 2)}")

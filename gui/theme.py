@@ -16,6 +16,8 @@ WEIGHTS = QColor("#4C8BF5")
 KV = QColor("#A66CFF")
 COMPUTE = QColor("#26A69A")
 OVERHEAD = QColor("#9E9E9E")
+REPACK = QColor("#7FA8F8")  # the CPU_REPACK copy of host weights: a lighter weights blue
+RS = QColor("#C678DD")  # recurrent state (Mamba / delta-net layers): a cache like KV, a lighter violet
 OTHERS = QColor(128, 128, 128, 70)  # memory already used by other programs
 GOOD = QColor("#2E9D4F")
 PARTIAL = QColor("#E0A000")
@@ -26,6 +28,8 @@ SEGMENTS: tuple[tuple[str, str, QColor], ...] = (
     ("weights", "Weights", WEIGHTS),
     ("kv", "KV cache", KV),
     ("compute", "Compute", COMPUTE),
+    ("rs", "Recurrent state", RS),
+    ("repack", "CPU repack copy", REPACK),
     ("overhead", "CUDA overhead", OVERHEAD),
 )
 

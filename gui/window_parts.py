@@ -282,3 +282,24 @@ def probe_workers(win: MainWindow) -> None:
 
     if endpoints:
         run_task(work, on_result=done, context="Checking the workers")
+
+
+def start_referee(win: MainWindow) -> None:
+    """An architecture LayerFit has not verified: let llama.cpp's no-alloc pass check the numbers in the
+    background (a child process, about a second); the plan then says "checked by llama.cpp"."""
+    from core import referee
+    from core.archs import arch_layout
+
+    s = win.session
+    info, plan = s.model, s.plan
+    if info is None or plan is None or arch_layout(info).verified:
+        return
+    path, settings = info.path, plan.settings
+
+    def done(result: object) -> None:
+        if isinstance(result, referee.RefereeResult) and result.ok:
+            referee.remember(path, settings, result)
+            if s.model is not None and s.model.path == path:
+                s.refresh()
+
+    run_task(lambda: referee.run_referee(path, settings), on_result=done, on_error=lambda _exc: None)

@@ -71,7 +71,7 @@ def test_no_gpu(l8: ModelInfo) -> None:
     assert p.gpu_layers == 0 and p.gpu.total == 0 and p.processor == "100% CPU"
     assert "no NVIDIA driver answered" in p.reasons[0]
     j = p.to_json()
-    assert j["gpu"] == {"weights": 0, "kv": 0, "compute": 0, "overhead": 0, "total": 0}
+    assert j["gpu"] == {"weights": 0, "kv": 0, "compute": 0, "overhead": 0, "rs": 0, "total": 0}
 
 
 def test_pin_is_honoured(l8: ModelInfo) -> None:
@@ -128,9 +128,10 @@ def test_json_schema(l8: ModelInfo) -> None:
     j = make_plan(l8, LoadSettings(n_ctx=131072), what_if("t4", RAM)).to_json()
     assert {"model", "settings", "gpu_layers", "gpu", "host", "processor", "fits_gpu", "fits", "reasons",
             "suggestions"} <= set(j)
-    assert set(j["gpu"]) == {"weights", "kv", "compute", "overhead", "total"}
-    assert set(j["host"]) == {"weights", "kv", "compute", "total"}
-    assert j["gpu"]["total"] == sum(j["gpu"][k] for k in ("weights", "kv", "compute", "overhead"))
+    assert set(j["gpu"]) == {"weights", "kv", "compute", "overhead", "rs", "total"}
+    assert set(j["host"]) == {"weights", "kv", "compute", "rs", "repack", "total"}
+    assert j["gpu"]["total"] == sum(j["gpu"][k] for k in ("weights", "kv", "compute", "overhead", "rs"))
+    assert j["model"]["verified"] is True and j["warnings"] == []  # llama is checked against llama.cpp
     for s in j["suggestions"]:
         assert set(s) >= {"text", "settings", "gpu_layers", "processor"}
         assert LoadSettings.from_dict(s["settings"]).n_ctx > 0

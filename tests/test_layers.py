@@ -40,3 +40,15 @@ def test_the_commands_do_not_import_the_cli_module() -> None:
     for f in (ROOT / "core" / "commands").glob("*.py"):
         text = f.read_text(encoding="utf-8")
         assert "from core.cli import" not in text and "import core.cli\n" not in text, f.name
+
+
+def test_every_core_module_has_a_layer() -> None:
+    """A module left out of the layers is not checked: each one must be placed."""
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
+    layered = next(c for c in cfg["contracts"] if c["type"] == "layers")
+    named = {m.strip() for layer in layered["layers"] for m in layer.replace("|", ":").split(":")}
+    modules = {f"core.{p.stem}" for p in (ROOT / "core").glob("*.py") if p.stem != "__init__"}
+    modules.add("core.commands")
+    assert modules - named == set(), "place these in pyproject.toml's layers"

@@ -41,10 +41,13 @@ def test_cpu_time_scale_slows_cpu_only_decoding_exactly(demo_model: Path) -> Non
         predict_tps(info, s, full, SpeedModel()))
 
 
-def test_learned_ratio_reaches_plans() -> None:
-    calibration.record_cpu_speed(cpu_key(), 0.25)
-    assert SpeedModel.for_hardware(CPU_ONLY).cpu_time_scale == pytest.approx(4.0)
-    assert SpeedModel.for_hardware(CPU_ONLY, learned=False).cpu_time_scale == 1.0
+def test_learned_timing_reaches_plans() -> None:
+    # Measured 4x slower than predicted on one model size: the excess becomes a per-token fixed cost.
+    calibration.record_cpu_timing(cpu_key(), 0.01, 0.04)
+    learned = SpeedModel.for_hardware(CPU_ONLY)
+    assert learned.cpu_fixed_cost == pytest.approx(0.03) and learned.cpu_time_scale == 1.0
+    unlearned = SpeedModel.for_hardware(CPU_ONLY, learned=False)
+    assert unlearned.cpu_fixed_cost == 0.0 and unlearned.cpu_time_scale == 1.0
 
 
 def test_a_real_cpu_chat_records_measured_over_predicted(demo_model: Path) -> None:
@@ -56,11 +59,11 @@ def test_a_real_cpu_chat_records_measured_over_predicted(demo_model: Path) -> No
         msgs = [{"role": "user", "content": "Write a short story about a cat who learns to sail."}]
         done = list(engine.chat(msgs, SamplingSettings(temperature=0.0, max_tokens=40, seed=1)))[-1]
     assert done.kind == "done" and done.tokens >= 16 and done.tokens_per_second > 0
-    ratio = calibration.cpu_speed_ratio(cpu_key())
-    assert ratio is not None
+    timings = calibration.cpu_timings(cpu_key())
+    assert len(timings) == 1
     fill = int(done.extra.get("prompt_tokens", 0)) + done.tokens // 2
     predicted = predict_tps(info, plan.settings, 0, SpeedModel.for_hardware(CPU_ONLY, learned=False), kv_fill=fill)
-    assert ratio == pytest.approx(done.tokens_per_second / predicted, rel=1e-6)
+    assert timings[0] == pytest.approx((1 / predicted, 1 / done.tokens_per_second), rel=1e-6)
 
 
 def test_a_damaged_store_is_kept_aside_not_silently_replaced(tmp_path: Path) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from typing import TextIO
 
+from core import referee
+from core.archs import arch_layout
 from core.cli_options import plan_inputs
 from core.devices import DevicePlan, is_multi, multi_plan, single_device_json
 from core.fit import Plan, make_plan
@@ -24,17 +27,25 @@ def format_plan(p: Plan) -> str:
     lines = [
         f"{m.name}  ({m.arch}, {m.n_layer} layers, {m.file_type}, {fmt_bytes(m.file_size)})",
         f"context {s.n_ctx}  KV {s.type_k}/{s.type_v}  flash attention {s.flash_attn}  "
-        f"batch {s.n_batch}/{s.n_ubatch}" + (f"  swa_full {'on' if s.swa_full else 'off'}" if any(m.swa_layers)
+        f"batch {s.n_batch}/{s.n_ubatch}" + (f"  swa_full {'on' if s.swa_full else 'off'}" if arch_layout(m).has_swa
                                              else ""),
         "",
         _row("", ["weights", "KV cache", "compute", "overhead", "total"]),
         _row("GPU", [fmt_bytes(x) for x in (p.gpu.weights, p.gpu.kv, p.gpu.compute, p.gpu.overhead, p.gpu.total)]),
         _row("RAM", [fmt_bytes(x) for x in (p.host.weights, p.host.kv, p.host.compute)] + ["", fmt_bytes(p.host.total)]),
+    ]
+    if p.gpu.rs or p.host.rs:  # recurrent state (Mamba / delta-net layers), included in the totals
+        lines.append(f"  recurrent state  GPU {fmt_bytes(p.gpu.rs)}  RAM {fmt_bytes(p.host.rs)}")
+    if p.host.repack:  # llama.cpp's CPU_REPACK copy of repackable host weights, included in the RAM total
+        lines.append(f"  CPU repack copy  RAM {fmt_bytes(p.host.repack)} (on top of the mapped file)")
+    lines += [
         "",
         f"  layers on GPU  {p.gpu_layers}/{m.n_layer + 1}    processor  {p.processor}    "
         f"fits GPU  {'yes' if p.fits_gpu else 'no'}    fits  {'yes' if p.fits else 'no'}    "
         f"~{p.predicted_tps:.1f} tok/s",
     ]
+    for w in p.warnings:
+        lines.insert(0, f"WARNING: {w}")
     if p.reasons:
         lines += ["", "Why:"] + [f"  - {r}" for r in p.reasons]
     if p.suggestions:
@@ -70,21 +81,25 @@ def write_plan(args: argparse.Namespace, out: TextIO) -> int:
     model = ref.read_info()
     inputs = plan_inputs(args, base=ref.load_settings())
     workers = list(getattr(args, "worker", None) or [])
+    dp: DevicePlan | None = None
     if is_multi(inputs.hardware, workers):
         plan, dp = multi_plan(model, inputs.settings, inputs.hardware, inputs.headroom, workers)
-        devices = dp.to_json()
-        table = format_plan(plan) + "\n\n" + format_devices(dp)
     else:
         plan = make_plan(model, inputs.settings, inputs.hardware, inputs.headroom)
-        devices = single_device_json(plan)
-        table = format_plan(plan)
+    if getattr(args, "check", False):
+        result = referee.run_referee(model.path, plan.settings)
+        if result.ok:
+            referee.remember(model.path, plan.settings, result)
+            plan = referee.apply(plan, result)
+        else:
+            plan = replace(plan, reasons=plan.reasons + (f"llama.cpp's check did not run: {result.error}",))
     if args.json:
-        obj = {**plan.to_json(), "devices": devices}
+        obj = {**plan.to_json(), "devices": dp.to_json() if dp is not None else single_device_json(plan)}
         if ref.ollama is not None:
             obj["ollama"] = ollama_json(ref.ollama)
         out.write(json.dumps(obj, ensure_ascii=False) + "\n")
     else:
-        out.write(table + "\n")
+        out.write(format_plan(plan) + ("\n\n" + format_devices(dp) if dp is not None else "") + "\n")
         if ref.ollama is not None:
             out.write(format_ollama_note(ref.ollama) + "\n")
     return 0
