@@ -24,7 +24,7 @@ from core.archs import arch_layout, warning_text
 from core.calibration import overhead_correction
 from core.gguf_info import ModelInfo
 from core.hardware import Hardware
-from core.loadsettings import KV_TYPES, LoadSettings, kv_type_allowed
+from core.loadsettings import KV_TYPES, Lever, LoadSettings, kv_type_allowed
 from core.memory import DEFAULT_OVERHEAD, Estimate, GpuOverhead, _layout, estimate, resolve_flash_attn
 from core.mmproj import Projector, projector_for
 from core.placement import DeviceMemory, HostMemory, processor_line
@@ -92,7 +92,7 @@ class Plan:
     use_gpu: bool = True  # False: load with no GPU at all (even the CUDA context would not fit)
     usable_vram: int = 0  # free VRAM minus headroom
     kv_total: int = 0  # KV cache of all layers, wherever it lives
-    levers: tuple[str, ...] = ()  # "fewer layers", "experts in RAM", "KV in RAM", "CPU only"
+    levers: tuple[str, ...] = ()  # core.loadsettings.Lever values, in the order they were pulled
     verified: bool = True  # core.archs has checked this architecture against llama.cpp (or the referee has)
     warnings: tuple[str, ...] = ()  # "not verified for <arch>: numbers may be off", shown in GUI, CLI, JSON
     checked_by_llamacpp: bool = False  # llama.cpp's no-alloc pass checked weights/KV/RS (core.referee)
@@ -243,19 +243,19 @@ def _choose(ctx: _Ctx, settings: LoadSettings) -> Plan:
     s, fa = _resolve(ctx, settings)
     m = ctx.model
     if not ctx.has_gpu:
-        return _assemble(ctx, s, fa, _est(ctx, s, 0, fa, use_gpu=False), False, ("CPU only",))
+        return _assemble(ctx, s, fa, _est(ctx, s, 0, fa, use_gpu=False), False, (Lever.CPU_ONLY,))
 
     # Ladder candidates, in lever order. Choices the user made (experts in RAM, KV in RAM) stay.
     # KV in RAM is a last resort: it moves attention to the CPU, which makes prompt processing and
     # long-context decoding slow, so it is only taken when no layer fits otherwise (and suggested).
     cands: list[tuple[LoadSettings, tuple[str, ...]]] = [(s, ())]
     if m.n_expert and not s.experts_on_cpu:
-        cands.append((s.with_(experts_on_cpu=True), ("experts in RAM",)))
+        cands.append((s.with_(experts_on_cpu=True), (Lever.EXPERTS_IN_RAM,)))
     late: list[tuple[LoadSettings, tuple[str, ...]]] = []
     if s.offload_kqv:
-        late.append((s.with_(offload_kqv=False), ("KV in RAM",)))
+        late.append((s.with_(offload_kqv=False), (Lever.KV_IN_RAM,)))
         if m.n_expert and not s.experts_on_cpu:
-            late.append((s.with_(experts_on_cpu=True, offload_kqv=False), ("experts in RAM", "KV in RAM")))
+            late.append((s.with_(experts_on_cpu=True, offload_kqv=False), (Lever.EXPERTS_IN_RAM, Lever.KV_IN_RAM)))
 
     pin = settings.n_gpu_layers
     if pin is not None:
@@ -276,7 +276,7 @@ def _choose(ctx: _Ctx, settings: LoadSettings) -> Plan:
             if r is None:
                 continue
             k, e = r
-            levers = (("fewer layers",) if k < m.n_layer + 1 else ()) + lev
+            levers = ((Lever.FEWER_LAYERS,) if k < m.n_layer + 1 else ()) + lev
             p = _assemble(ctx, cs, fa, e, True, levers)
             score = (_ram_ok(ctx, e), p.predicted_tps)
             if best is None or (score[0] and not best[0][0]) or (
@@ -286,8 +286,8 @@ def _choose(ctx: _Ctx, settings: LoadSettings) -> Plan:
             return best[1]
     e0 = _est(ctx, s, 0, fa)
     if _gpu_ok(ctx, e0):  # llama.cpp still uses the GPU for the CUDA context and big prompt matmuls
-        return _assemble(ctx, s, fa, e0, True, ("CPU only",))
-    return _assemble(ctx, s, fa, _est(ctx, s, 0, fa, use_gpu=False), False, ("CPU only", "GPU unused"))
+        return _assemble(ctx, s, fa, e0, True, (Lever.CPU_ONLY,))
+    return _assemble(ctx, s, fa, _est(ctx, s, 0, fa, use_gpu=False), False, (Lever.CPU_ONLY, Lever.GPU_UNUSED))
 
 
 # --- words -------------------------------------------------------------------------------------
@@ -327,10 +327,10 @@ def _reasons(ctx: _Ctx, requested: LoadSettings, p: Plan) -> tuple[str, ...]:
             if not p.flash_attn and full.gpu.compute > 1024**3:
                 out.append(f"Flash attention is off, so the compute buffer holds the whole attention matrix: "
                            f"{_g(full.gpu.compute)}.")
-        if "experts in RAM" in p.levers:
+        if Lever.EXPERTS_IN_RAM in p.levers:
             out.append("MoE expert weights stay in RAM (the rest of each layer is on the GPU): fewer GPU layers "
                        "would be slower.")
-        if "KV in RAM" in p.levers:
+        if Lever.KV_IN_RAM in p.levers:
             out.append(f"The KV cache ({_g(p.kv_total)}) stays in RAM so more layers fit on the GPU.")
         if not p.use_gpu:
             out.append("Not even the CUDA context and compute buffer fit, so the GPU is left unused.")
@@ -528,7 +528,7 @@ def cpu_only_plan(plan: Plan, gpu_problem: str, reason: str) -> Plan:
     """``plan`` re-planned for the CPU alone (the GPU unused), with its own numbers, not the GPU plan's."""
     cpu_hw = replace(plan.hardware, gpus=(), gpu_problem=gpu_problem)
     cpu = make_plan(plan.model, plan.settings.with_(n_gpu_layers=0), cpu_hw, plan.headroom, suggest=False)
-    return replace(cpu, hardware=plan.hardware, use_gpu=False, levers=("CPU only", "GPU unused"),
+    return replace(cpu, hardware=plan.hardware, use_gpu=False, levers=(Lever.CPU_ONLY, Lever.GPU_UNUSED),
                    reasons=(reason,) + cpu.reasons[1:])
 
 
