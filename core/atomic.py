@@ -17,8 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core.errors import PlainError
 
-class SaveError(OSError):
+
+class SaveError(OSError, PlainError):
     """Saving failed; the previous file (if any) is intact."""
 
     def __str__(self) -> str:  # the words only: "[Errno 0] …" means nothing to a person

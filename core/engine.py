@@ -46,6 +46,7 @@ from core.devices import (
     measure_devices,
     worker_endpoints,
 )
+from core.errors import PlainError
 from core.fit import Plan, cpu_only_plan, ladder_steps
 from core.hardware import cpu_key, nvml_used
 from core.llama_log import parse_log, placement_from_log
@@ -56,7 +57,7 @@ from core.sampling import SamplingSettings
 from core.speed import SpeedModel, predict_tps
 
 
-class EngineError(Exception):
+class EngineError(Exception, PlainError):
     """Anything the engine could not do, with a message for a person."""
 
 

@@ -1,25 +1,22 @@
-"""Turn any exception into one sentence a person can act on. The CLI and the GUI both use this."""
+"""Turn any exception into one sentence a person can act on. The CLI and the GUI both use this.
+
+The bottom layer of ``core`` (pyproject.toml's import-linter contract): it imports no other core module.
+LayerFit's own errors say they are already in words by mixing in ``PlainError``.
+"""
 
 from __future__ import annotations
 
 import errno
 
 
+class PlainError:
+    """Mixin for LayerFit's exceptions whose message is already a sentence for the user."""
+
+
 def describe(exc: BaseException) -> str:
     """A plain-words message for ``exc``. Known LayerFit errors already carry one."""
-    from core.atomic import SaveError
-    from core.gguf_info import ModelFileError
-    from core.modelfile import ModelfileError
-
-    if isinstance(exc, (ModelFileError, SaveError, ModelfileError)):
+    if isinstance(exc, PlainError):
         return str(exc)
-    try:
-        from core.engine import EngineError
-
-        if isinstance(exc, EngineError):
-            return str(exc)
-    except ImportError:  # pragma: no cover
-        pass
     if isinstance(exc, FileNotFoundError):
         return f"file not found: {exc.filename or exc}"
     if isinstance(exc, PermissionError):

@@ -24,7 +24,7 @@ from core.archs import arch_layout, warning_text
 from core.calibration import overhead_correction
 from core.gguf_info import ModelInfo
 from core.hardware import Hardware
-from core.loadsettings import KV_TYPES, LoadSettings
+from core.loadsettings import KV_TYPES, Lever, LoadSettings, kv_type_allowed
 from core.memory import DEFAULT_OVERHEAD, Estimate, GpuOverhead, _layout, estimate, resolve_flash_attn
 from core.mmproj import Projector, projector_for
 from core.placement import DeviceMemory, HostMemory, processor_line
@@ -44,10 +44,30 @@ class Suggestion:
     gpu_layers: int
     processor: str
     saves: int = 0  # bytes of GPU memory saved vs the current plan (may be 0)
+    #: Exactly the settings the suggestion names (field, value): applying it changes these and nothing
+    #: else, so Auto stays Auto. ``settings`` is the resolved result, for showing the effect.
+    changes: tuple[tuple[str, Any], ...] = ()
+    predicted_tps: float = 0.0  # decode tokens/s with the suggestion applied (core.speed)
+    current_tps: float = 0.0  # decode tokens/s of the plan it improves on
+
+    def apply_to(self, settings: LoadSettings) -> LoadSettings:
+        """``settings`` with exactly the named changes applied."""
+        return settings.with_(**dict(self.changes))
+
+    def speed_effect(self) -> str:
+        """"~4 → ~38 tok/s", or "" when a speed is unknown."""
+        if self.predicted_tps <= 0 or self.current_tps <= 0:
+            return ""
+
+        def f(v: float) -> str:
+            return f"{v:.1f}" if v < 10 else f"{v:.0f}"
+
+        return f"~{f(self.current_tps)} → ~{f(self.predicted_tps)} tok/s"
 
     def to_dict(self) -> dict[str, Any]:
         return {"text": self.text, "settings": self.settings.to_dict(), "gpu_layers": self.gpu_layers,
-                "processor": self.processor, "saves": self.saves}
+                "processor": self.processor, "saves": self.saves, "changes": dict(self.changes),
+                "predicted_tps": round(self.predicted_tps, 2)}
 
 
 @dataclass(frozen=True)
@@ -72,7 +92,7 @@ class Plan:
     use_gpu: bool = True  # False: load with no GPU at all (even the CUDA context would not fit)
     usable_vram: int = 0  # free VRAM minus headroom
     kv_total: int = 0  # KV cache of all layers, wherever it lives
-    levers: tuple[str, ...] = ()  # "fewer layers", "experts in RAM", "KV in RAM", "CPU only"
+    levers: tuple[str, ...] = ()  # core.loadsettings.Lever values, in the order they were pulled
     verified: bool = True  # core.archs has checked this architecture against llama.cpp (or the referee has)
     warnings: tuple[str, ...] = ()  # "not verified for <arch>: numbers may be off", shown in GUI, CLI, JSON
     checked_by_llamacpp: bool = False  # llama.cpp's no-alloc pass checked weights/KV/RS (core.referee)
@@ -223,19 +243,19 @@ def _choose(ctx: _Ctx, settings: LoadSettings) -> Plan:
     s, fa = _resolve(ctx, settings)
     m = ctx.model
     if not ctx.has_gpu:
-        return _assemble(ctx, s, fa, _est(ctx, s, 0, fa, use_gpu=False), False, ("CPU only",))
+        return _assemble(ctx, s, fa, _est(ctx, s, 0, fa, use_gpu=False), False, (Lever.CPU_ONLY,))
 
     # Ladder candidates, in lever order. Choices the user made (experts in RAM, KV in RAM) stay.
     # KV in RAM is a last resort: it moves attention to the CPU, which makes prompt processing and
     # long-context decoding slow, so it is only taken when no layer fits otherwise (and suggested).
     cands: list[tuple[LoadSettings, tuple[str, ...]]] = [(s, ())]
     if m.n_expert and not s.experts_on_cpu:
-        cands.append((s.with_(experts_on_cpu=True), ("experts in RAM",)))
+        cands.append((s.with_(experts_on_cpu=True), (Lever.EXPERTS_IN_RAM,)))
     late: list[tuple[LoadSettings, tuple[str, ...]]] = []
     if s.offload_kqv:
-        late.append((s.with_(offload_kqv=False), ("KV in RAM",)))
+        late.append((s.with_(offload_kqv=False), (Lever.KV_IN_RAM,)))
         if m.n_expert and not s.experts_on_cpu:
-            late.append((s.with_(experts_on_cpu=True, offload_kqv=False), ("experts in RAM", "KV in RAM")))
+            late.append((s.with_(experts_on_cpu=True, offload_kqv=False), (Lever.EXPERTS_IN_RAM, Lever.KV_IN_RAM)))
 
     pin = settings.n_gpu_layers
     if pin is not None:
@@ -256,7 +276,7 @@ def _choose(ctx: _Ctx, settings: LoadSettings) -> Plan:
             if r is None:
                 continue
             k, e = r
-            levers = (("fewer layers",) if k < m.n_layer + 1 else ()) + lev
+            levers = ((Lever.FEWER_LAYERS,) if k < m.n_layer + 1 else ()) + lev
             p = _assemble(ctx, cs, fa, e, True, levers)
             score = (_ram_ok(ctx, e), p.predicted_tps)
             if best is None or (score[0] and not best[0][0]) or (
@@ -266,8 +286,8 @@ def _choose(ctx: _Ctx, settings: LoadSettings) -> Plan:
             return best[1]
     e0 = _est(ctx, s, 0, fa)
     if _gpu_ok(ctx, e0):  # llama.cpp still uses the GPU for the CUDA context and big prompt matmuls
-        return _assemble(ctx, s, fa, e0, True, ("CPU only",))
-    return _assemble(ctx, s, fa, _est(ctx, s, 0, fa, use_gpu=False), False, ("CPU only", "GPU unused"))
+        return _assemble(ctx, s, fa, e0, True, (Lever.CPU_ONLY,))
+    return _assemble(ctx, s, fa, _est(ctx, s, 0, fa, use_gpu=False), False, (Lever.CPU_ONLY, Lever.GPU_UNUSED))
 
 
 # --- words -------------------------------------------------------------------------------------
@@ -307,10 +327,10 @@ def _reasons(ctx: _Ctx, requested: LoadSettings, p: Plan) -> tuple[str, ...]:
             if not p.flash_attn and full.gpu.compute > 1024**3:
                 out.append(f"Flash attention is off, so the compute buffer holds the whole attention matrix: "
                            f"{_g(full.gpu.compute)}.")
-        if "experts in RAM" in p.levers:
+        if Lever.EXPERTS_IN_RAM in p.levers:
             out.append("MoE expert weights stay in RAM (the rest of each layer is on the GPU): fewer GPU layers "
                        "would be slower.")
-        if "KV in RAM" in p.levers:
+        if Lever.KV_IN_RAM in p.levers:
             out.append(f"The KV cache ({_g(p.kv_total)}) stays in RAM so more layers fit on the GPU.")
         if not p.use_gpu:
             out.append("Not even the CUDA context and compute buffer fit, so the GPU is left unused.")
@@ -354,9 +374,14 @@ def _suggestions(ctx: _Ctx, requested: LoadSettings, p: Plan) -> tuple[Suggestio
     m = ctx.model
     out: list[Suggestion] = []
 
-    def sug(text: str, q: Plan) -> Suggestion:
-        return Suggestion(text, q.settings, q.gpu_layers, q.processor, max(0, p.gpu.total - q.gpu.total)
-                          if q.gpu_layers == p.gpu_layers else 0)
+    def sug(text: str, q: Plan, changes: dict[str, Any], saves: int | None = None) -> Suggestion:
+        if saves is None:
+            saves = max(0, p.gpu.total - q.gpu.total) if q.gpu_layers == p.gpu_layers else 0
+        return Suggestion(text, q.settings, q.gpu_layers, q.processor, saves, tuple(changes.items()),
+                          q.predicted_tps, p.predicted_tps)
+
+    def trial(**changes: Any) -> tuple[Plan, dict[str, Any]]:
+        return _choose(ctx, requested.with_(**changes)), changes
 
     # 1. The largest power-of-two context that gives 100 % GPU (never applied silently).
     powers = [c for c in (2**i for i in range(9, 21)) if c < requested.n_ctx]
@@ -369,55 +394,57 @@ def _suggestions(ctx: _Ctx, requested: LoadSettings, p: Plan) -> tuple[Suggestio
         else:
             hi = mid - 1
     if found is not None:
-        out.append(sug(f"num_ctx {found.settings.n_ctx} → 100% GPU", found))
+        out.append(sug(f"num_ctx {found.settings.n_ctx} → 100% GPU", found, {"n_ctx": found.settings.n_ctx}))
     else:
         # No context gives 100 % GPU (the weights alone are too big): a shorter context still frees
         # VRAM for more layers, which is the trade-off users weigh (long context vs speed).
         for c in (32768, 8192):
             if c < requested.n_ctx:
-                q = _choose(ctx, requested.with_(n_ctx=c))
+                q, ch = trial(n_ctx=c)
                 if q.gpu_layers > p.gpu_layers and _better(q, p):
-                    out.append(sug(f"num_ctx {c} → {_effect(q)}", q))
+                    out.append(sug(f"num_ctx {c} → {_effect(q)}", q, ch))
                 break
 
-    # 2. A quantized KV cache (needs flash attention).
+    # 2. A quantized KV cache (needs flash attention: Auto turns it on by itself, Off must become On).
     cur = KV_TYPES.index(requested.type_k) if requested.type_k in KV_TYPES else 0
     fa_ok = resolve_flash_attn(m, requested.with_(flash_attn="auto"), True) or requested.flash_attn == "on"
     for kv in KV_TYPES[cur + 1:]:
         if not fa_ok:
             break
-        q = _choose(ctx, requested.with_(type_k=kv, type_v=kv, flash_attn="on"))
+        kv_changes: dict[str, Any] = {"type_k": kv, "type_v": kv}
+        if not kv_type_allowed(kv, requested.flash_attn):
+            kv_changes["flash_attn"] = "on"
+        q, ch = trial(**kv_changes)
         if _better(q, p):
-            out.append(sug(f"KV cache {kv} (needs flash attention) → {_effect(q)}", q))
+            out.append(sug(f"KV cache {kv} (needs flash attention) → {_effect(q)}", q, ch))
             if q.fits_gpu:
                 break
 
     # 3. Flash attention, when it is off.
     if not p.flash_attn and fa_ok:
-        q = _choose(ctx, requested.with_(flash_attn="on"))
+        q, ch = trial(flash_attn="on")
         same = _est(ctx, p.settings.with_(flash_attn="on"), p.gpu_layers, True, p.use_gpu)
         saves = max(0, p.gpu.total - same.gpu.total)
         if saves > 64 * 1024**2 or _better(q, p):
-            out.append(Suggestion(f"flash attention on → saves {_g(saves)} ({_effect(q)})", q.settings,
-                                  q.gpu_layers, q.processor, saves))
+            out.append(sug(f"flash attention on → saves {_g(saves)} ({_effect(q)})", q, ch, saves))
 
     # 4. Sliding-window layers with a full-size cache.
     if requested.swa_full and arch_layout(m).has_swa:
-        q = _choose(ctx, requested.with_(swa_full=False))
+        q, ch = trial(swa_full=False)
         if _better(q, p):
-            out.append(sug(f"swa_full off (window-sized cache for sliding-window layers) → {_effect(q)}", q))
+            out.append(sug(f"swa_full off (window-sized cache for sliding-window layers) → {_effect(q)}", q, ch))
 
     # 5. The KV cache in RAM (attention on the CPU): all layers' weights can then go to the GPU.
     if requested.offload_kqv and p.settings.offload_kqv:
-        q = _choose(ctx, requested.with_(offload_kqv=False))
+        q, ch = trial(offload_kqv=False)
         if _better(q, p):
-            out.append(sug(f"KV cache in RAM (attention on the CPU, slower prompts) → {_effect(q)}", q))
+            out.append(sug(f"KV cache in RAM (attention on the CPU, slower prompts) → {_effect(q)}", q, ch))
 
     # 6. MoE experts in RAM, when the fitter did not already pick it.
     if m.n_expert and not p.settings.experts_on_cpu:
-        q = _choose(ctx, requested.with_(experts_on_cpu=True, n_gpu_layers=None))
+        q, ch = trial(experts_on_cpu=True)
         if q.settings.experts_on_cpu and _better(q, p):
-            out.append(sug(f"MoE expert weights in RAM → {_effect(q)}", q))
+            out.append(sug(f"MoE expert weights in RAM → {_effect(q)}", q, ch))
     return tuple(out)
 
 
@@ -501,7 +528,7 @@ def cpu_only_plan(plan: Plan, gpu_problem: str, reason: str) -> Plan:
     """``plan`` re-planned for the CPU alone (the GPU unused), with its own numbers, not the GPU plan's."""
     cpu_hw = replace(plan.hardware, gpus=(), gpu_problem=gpu_problem)
     cpu = make_plan(plan.model, plan.settings.with_(n_gpu_layers=0), cpu_hw, plan.headroom, suggest=False)
-    return replace(cpu, hardware=plan.hardware, use_gpu=False, levers=("CPU only", "GPU unused"),
+    return replace(cpu, hardware=plan.hardware, use_gpu=False, levers=(Lever.CPU_ONLY, Lever.GPU_UNUSED),
                    reasons=(reason,) + cpu.reasons[1:])
 
 

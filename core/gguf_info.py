@@ -23,6 +23,8 @@ from typing import Any
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType, LlamaFileType
 from gguf.constants import GGUF_MAGIC
 
+from core.errors import PlainError
+
 #: Arrays longer than this are not decoded (only their length is kept): token lists, merges, scores.
 MAX_DECODED_ARRAY = 1024
 #: Keys whose strings are kept even when long (the chat template can be tens of KiB).
@@ -40,7 +42,7 @@ MAX_HEADER_ENTRIES = 1_000_000
 _SUPPORTED_VERSIONS = (2, 3)
 
 
-class ModelFileError(Exception):
+class ModelFileError(Exception, PlainError):
     """A file that isn't a usable GGUF. The message names the file and the problem in plain words."""
 
     def __init__(self, path: str | Path, problem: str) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from core.archs import arch_layout
 from core.gguf_info import ModelInfo
-from core.loadsettings import LoadSettings
+from core.loadsettings import LoadSettings, requested_flash_attn
 from core.placement import DeviceMemory, HostMemory
 from core.repack import repack_bytes
 
@@ -167,7 +167,7 @@ def resolve_flash_attn(model: ModelInfo, settings: LoadSettings, has_gpu: bool) 
         return True
     if settings.flash_attn == "off":
         return False
-    if settings.type_v not in ("f16", "f32", "bf16"):
+    if requested_flash_attn(settings.type_v, settings.flash_attn) == "on":
         return True
     if not has_gpu:
         return True

@@ -35,12 +35,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from core.errors import PlainError
 from core.loadsettings import KV_BYTES, LoadSettings
 from core.safeload import StoredFileError, read_bytes_bounded
 from core.sampling import SamplingSettings
 
 
-class ModelfileError(ValueError):
+class ModelfileError(ValueError, PlainError):
     """A Modelfile that can't be read, or a value that can't be written. ``line`` is 1-based or None."""
 
     def __init__(self, line: int | None, message: str) -> None:
@@ -148,6 +149,8 @@ class ModelfileSpec:
     parser: str | None = None
     #: Free-text header comment lines (export only; not read back).
     notes: tuple[str, ...] = field(default=(), compare=False)
+    #: Export only: leave ``num_predict`` out (Ollama then leaves replies uncapped) unless the user set it.
+    omit_num_predict: bool = field(default=False, compare=False)
     #: What the imported file set: instruction words and PARAMETER names (import only).
     set_in_file: frozenset[str] = field(default=frozenset(), compare=False)
 
@@ -387,7 +390,8 @@ def export_modelfile(spec: ModelfileSpec) -> str:
                ("repeat_penalty", s.repeat_penalty), ("repeat_last_n", s.repeat_last_n)]
     if s.seed is not None:
         params.append(("seed", s.seed))
-    params.append(("num_predict", s.max_tokens))
+    if not spec.omit_num_predict:
+        params.append(("num_predict", s.max_tokens))
     for name, extra in spec.extra_params:
         if name not in EXTRA_PARAMETERS:
             raise ModelfileError(None, f"{name!r} is not a parameter LayerFit writes")

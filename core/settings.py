@@ -45,6 +45,10 @@ class AppSettings:
     sampling: dict[str, Any] = field(default_factory=dict)  # SamplingSettings.to_dict()
     headroom_mib: int = 768
     hardware_choice: str = "this machine"  # or a preset key / size
+    whatif_ram_mib: int = 0  # RAM of the what-if machine; 0 = this machine's
+    model_settings: dict[str, Any] = field(default_factory=dict)  # library key → LoadSettings.to_dict()
+    last_folder: str | None = None  # where file dialogs open
+    color_scheme: str = "system"  # "system" | "light" | "dark"
     workers: list[str] = field(default_factory=list)  # RPC workers (host:port, or a what-if size)
     what_if_cards: int = 1  # how many of the what-if card
     window_geometry: str | None = None  # base64 of QWidget.saveGeometry()

@@ -93,7 +93,8 @@ class AdvicePanel(QGroupBox):
             text = "Nothing to explain: the defaults fit."
         if text != self.reasons.text():
             self.reasons.setText(text)
-        if [s.text for s in plan.suggestions] == [s.text for s in self.suggestions] and self.buttons:
+        if [(s.text, s.speed_effect()) for s in plan.suggestions] == \
+                [(s.text, s.speed_effect()) for s in self.suggestions] and self.buttons:
             self.suggestions = tuple(plan.suggestions)  # same words: keep the buttons, refresh the payload
             for b, s in zip(self.buttons, self.suggestions, strict=True):
                 b.setToolTip(self._tip(s))
@@ -120,7 +121,8 @@ class AdvicePanel(QGroupBox):
         self.buttons = []
         self.suggestions = tuple(suggestions)
         for i, s in enumerate(self.suggestions):
-            b = WrapButton(f"→  {s.text}")
+            speed = s.speed_effect()
+            b = WrapButton(f"→  {s.text}" + (f" ({speed})" if speed else ""))
             b.setObjectName("suggestion")
             b.setToolTip(self._tip(s))
             b.clicked.connect(lambda _checked=False, i=i: self._chosen(i))
@@ -134,7 +136,11 @@ class AdvicePanel(QGroupBox):
 
     @staticmethod
     def _tip(s: Suggestion) -> str:
-        tip = f"Apply: {s.text}. Result: {s.processor}, {s.gpu_layers} layers on the GPU"
+        names = ", ".join(f"{k} = {'Auto' if v is None else v}" for k, v in s.changes)
+        tip = f"Apply: {s.text}. Changes only {names or 'these settings'}. Result: {s.processor}, " \
+              f"{s.gpu_layers} layers on the GPU"
+        if s.speed_effect():
+            tip += f", {s.speed_effect()} predicted"
         if s.saves:
             tip += f", saves {theme.gib(s.saves)} of GPU memory"
         return tip

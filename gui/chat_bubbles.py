@@ -15,9 +15,14 @@ from PySide6.QtGui import (
     QAbstractTextDocumentLayout,
     QColor,
     QFont,
+    QFontDatabase,
     QPainter,
     QPalette,
+    QTextBlockFormat,
+    QTextCharFormat,
+    QTextCursor,
     QTextDocument,
+    QTextFormat,
     QTextOption,
 )
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
@@ -46,6 +51,42 @@ def shown_text(text: str) -> str:
     rest = len(text) - SHOWN_CHARS
     return (text[:SHOWN_CHARS] + f"\n\n[… {rest:,} more characters not shown here. Right-click → Show whole "
                                  "message, or Copy message.]")
+MARKDOWN = QTextDocument.MarkdownFeature(QTextDocument.MarkdownFeature.MarkdownDialectGitHub.value
+                                         | QTextDocument.MarkdownFeature.MarkdownNoHTML.value)
+
+
+#: A block format property that marks a code block (after ``_style_code``).
+CODE_BLOCK = QTextFormat.Property.UserProperty + 1
+
+
+def _has_code(doc: QTextDocument) -> bool:
+    block = doc.begin()
+    while block.isValid():
+        if block.blockFormat().property(CODE_BLOCK):
+            return True
+        block = block.next()
+    return False
+
+
+def _style_code(doc: QTextDocument) -> None:
+    """Code blocks in a monospace font on a faint background. Qt's Markdown reader marks them as
+    non-breakable lines; here they may wrap (a long command must not run out of its bubble)."""
+    mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+    block = doc.begin()
+    while block.isValid():
+        fmt = block.blockFormat()
+        if fmt.nonBreakableLines():
+            cursor = QTextCursor(block)
+            bf = QTextBlockFormat(fmt)
+            bf.setBackground(QColor(128, 128, 128, 40))
+            bf.setNonBreakableLines(False)
+            bf.setProperty(CODE_BLOCK, True)
+            cursor.setBlockFormat(bf)
+            cursor.select(QTextCursor.SelectionType.BlockUnderCursor)
+            cf = QTextCharFormat()
+            cf.setFontFamilies(mono.families())
+            cursor.mergeCharFormat(cf)
+        block = block.next()
 
 
 class BubbleDelegate(QStyledItemDelegate):
@@ -58,8 +99,8 @@ class BubbleDelegate(QStyledItemDelegate):
 
     # --- layout --------------------------------------------------------------------------------------
 
-    def _doc(self, text: str, width: int, font: QFont) -> QTextDocument:
-        key = (text, width, font.key())
+    def _doc(self, text: str, width: int, font: QFont, markdown: bool = False) -> QTextDocument:
+        key = (text, width, font.key() + ("|md" if markdown else ""))
         doc = self._docs.get(key)
         if doc is not None:
             self._docs.move_to_end(key)
@@ -71,7 +112,12 @@ class BubbleDelegate(QStyledItemDelegate):
         opt.setWrapMode(QTextOption.WrapMode.WrapAnywhere if LONG_RUN.search(text) else
                         QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         doc.setDefaultTextOption(opt)
-        doc.setPlainText(text)
+        if markdown:
+            # Replies are Markdown (headings, lists, code blocks); raw HTML in them stays text.
+            doc.setMarkdown(text, MARKDOWN)
+            _style_code(doc)
+        else:
+            doc.setPlainText(text)
         doc.setTextWidth(width)
         self._docs[key] = doc
         if len(self._docs) > CACHE_SIZE:
@@ -83,6 +129,10 @@ class BubbleDelegate(QStyledItemDelegate):
         f = QFont(font)
         f.setPointSizeF(max(6.0, font.pointSizeF() * 0.85))
         return f
+
+    @staticmethod
+    def _is_markdown(index: _Index) -> bool:
+        return str(index.data(TranscriptRole.ROLE) or "") == "assistant"
 
     def _parts(self, option: QStyleOptionViewItem, index: _Index) -> tuple[str, str, str, bool]:
         role = str(index.data(TranscriptRole.ROLE) or "")
@@ -104,7 +154,7 @@ class BubbleDelegate(QStyledItemDelegate):
     def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
         header, text, footer, _ = self._parts(option, index)
         width = self._text_width(option)
-        doc = self._doc(text, width, option.font)
+        doc = self._doc(text, width, option.font, self._is_markdown(index))
         small = option.fontMetrics.height() * 0.85
         h = MARGIN + small + HEADER_GAP + PAD_Y * 2 + doc.size().height() + MARGIN
         if footer:
@@ -116,8 +166,9 @@ class BubbleDelegate(QStyledItemDelegate):
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
         header, text, footer, mine = self._parts(option, index)
         width = self._text_width(option)
-        doc = self._doc(text, width, option.font)
-        bubble_w = min(width, int(doc.idealWidth() + 1)) + 2 * PAD_X
+        doc = self._doc(text, width, option.font, self._is_markdown(index))
+        # a code block's shading spans the text width: the bubble does too, so the shading stays inside
+        bubble_w = (width if _has_code(doc) else min(width, int(doc.idealWidth() + 1))) + 2 * PAD_X
         bubble_w = max(bubble_w, 48)
         bubble_h = doc.size().height() + 2 * PAD_Y
         small = self._small(option.font)

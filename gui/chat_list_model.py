@@ -14,6 +14,9 @@ from gui.plain import tip
 _Index = QModelIndex | QPersistentModelIndex
 
 
+SEARCH_CHARS = 20000  # how much of a chat the search box looks through
+
+
 class ChatListRole(IntEnum):
     """Custom data roles of ``ChatListModel``."""
 
@@ -21,6 +24,8 @@ class ChatListRole(IntEnum):
     UPDATED = Qt.ItemDataRole.UserRole + 2  # Unix seconds
     MODEL_PATH = Qt.ItemDataRole.UserRole + 3
     MESSAGE_COUNT = Qt.ItemDataRole.UserRole + 4
+    TITLE = Qt.ItemDataRole.UserRole + 5  # the title alone (the display adds the date)
+    SEARCH = Qt.ItemDataRole.UserRole + 6  # lower-case title and message text, for the search box
 
 
 @dataclass(frozen=True)
@@ -33,11 +38,13 @@ class ChatSummary:
     updated_text: str
     model_path: str | None
     message_count: int
+    search: str = ""
 
     @classmethod
     def of(cls, chat: Chat) -> ChatSummary:
+        text = " ".join([chat.display_title, *(m.content for m in chat.messages)]).lower()
         return cls(chat.id, chat.display_title, chat.updated, chat.updated_text(), chat.model_path,
-                   len(chat.messages))
+                   len(chat.messages), text[:SEARCH_CHARS])
 
 
 class ChatListModel(QAbstractListModel):
@@ -55,7 +62,11 @@ class ChatListModel(QAbstractListModel):
             return None
         row = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
+            return f"{row.title}\n{row.updated_text}"  # two chats that start alike still differ by date
+        if role == ChatListRole.TITLE:
             return row.title
+        if role == ChatListRole.SEARCH:
+            return row.search
         if role == Qt.ItemDataRole.ToolTipRole:
             model = row.model_path.replace("\\", "/").rsplit("/", 1)[-1] if row.model_path else "no model"
             return tip(f"{row.title}\n{row.updated_text} · {row.message_count} messages · {model}")
@@ -76,6 +87,8 @@ class ChatListModel(QAbstractListModel):
             int(ChatListRole.UPDATED): QByteArray(b"updated"),
             int(ChatListRole.MODEL_PATH): QByteArray(b"modelPath"),
             int(ChatListRole.MESSAGE_COUNT): QByteArray(b"messageCount"),
+            int(ChatListRole.TITLE): QByteArray(b"title"),
+            int(ChatListRole.SEARCH): QByteArray(b"searchText"),
         })
         return names
 

@@ -23,6 +23,7 @@ from PySide6.QtCore import (
 )
 
 from core.chats import Message
+from core.reply_stats import ReplyStats
 from gui.plain import tip
 
 FLUSH_MS = 60
@@ -189,25 +190,6 @@ class TranscriptModel(QAbstractListModel):
         self.dataChanged.emit(idx, idx, [int(r) for r in roles])
 
 
-def stats_text(stats: dict[str, Any]) -> str:
-    """One line for a reply's numbers: "42 tokens · 18.3 tok/s · first token 0.21 s"."""
-    parts: list[str] = []
-    tokens = stats.get("tokens")
-    if isinstance(tokens, int) and tokens > 0:
-        parts.append(f"{tokens} token{'s' if tokens != 1 else ''}")
-    tps = stats.get("tokens_per_second")
-    if isinstance(tps, (int, float)) and tps > 0:
-        parts.append(f"{tps:.1f} tok/s")
-    ttft = stats.get("time_to_first_token")
-    if isinstance(ttft, (int, float)) and ttft > 0:
-        parts.append(f"first token {ttft:.2f} s")
-    reason = stats.get("finish_reason")
-    if stats.get("stopped") or reason in ("stopped", "cancelled"):
-        parts.append("stopped")
-    elif reason == "length":
-        parts.append("hit the token limit")
-    elif reason == "context_full":
-        parts.append("context full")
-    if stats.get("error"):
-        parts.append(f"error: {stats['error']}")
-    return " · ".join(parts)
+def stats_text(stats: dict[str, Any] | ReplyStats) -> str:
+    """One line for a reply's numbers (core.reply_stats)."""
+    return ReplyStats.from_dict(stats).text()

@@ -14,9 +14,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QCoreApplication, QModelIndex, QPoint, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import (
+    QCoreApplication,
+    QModelIndex,
+    QPoint,
+    QSortFilterProxyModel,
+    Qt,
+    QTimer,
+    Signal,
+    Slot,
+)
 from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut, QTextOption
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -27,6 +37,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QInputDialog,
     QLabel,
+    QLineEdit,
     QListView,
     QMenu,
     QMessageBox,
@@ -44,11 +55,13 @@ from core.atomic import SaveError
 from core.chats import Chat, ChatFileError, ChatStore
 from core.engine import EngineCrashed
 from core.errors import describe
+from core.reply_stats import ReplyStats
 from core.sampling import SamplingSettings
 from core.settings import AppSettings
 from gui.chat_bubbles import LONG_RUN, SHOWN_CHARS, BubbleDelegate
 from gui.chat_list_model import ChatListModel, ChatListRole
 from gui.chat_model import TranscriptModel, TranscriptRole, stats_text
+from gui.chat_text import EnterSends, code_blocks
 from gui.notify import notifier
 from gui.plain import esc, plain_box
 from gui.workers import Task, engine_pool, run_stream
@@ -91,20 +104,18 @@ class _Turn:
         self.started = time.monotonic()
         self.first_token_at: float | None = None
         self.tokens = 0
-        self.done_stats: dict[str, Any] = {}
+        self.done_stats = ReplyStats()
         self.error: str | None = None
         self.stopping = False
         self.context_full = False
 
-    def live_stats(self) -> dict[str, Any]:
+    def live_stats(self) -> ReplyStats:
         """Numbers measured here, while the engine's final ones are not in yet."""
-        stats: dict[str, Any] = {"tokens": self.tokens}
-        if self.first_token_at is not None:
-            stats["time_to_first_token"] = self.first_token_at - self.started
-            elapsed = time.monotonic() - self.first_token_at
-            if self.tokens > 1 and elapsed > 0:
-                stats["tokens_per_second"] = (self.tokens - 1) / elapsed
-        return stats
+        if self.first_token_at is None:
+            return ReplyStats(tokens=self.tokens)
+        elapsed = time.monotonic() - self.first_token_at
+        tps = (self.tokens - 1) / elapsed if self.tokens > 1 and elapsed > 0 else 0.0
+        return ReplyStats(self.tokens, tps, self.first_token_at - self.started)
 
 
 class ChatPanel(QWidget):
@@ -156,8 +167,16 @@ class ChatPanel(QWidget):
         # --- left: saved chats
         self.new_button = QPushButton("New chat")
         self.new_button.setToolTip("Start a new conversation (the current one is kept)")
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search chats")
+        self.search.setClearButtonEnabled(True)
+        self.search.setAccessibleName("Search chats")
+        self.chat_filter = QSortFilterProxyModel(self)
+        self.chat_filter.setSourceModel(self.chat_list)
+        self.chat_filter.setFilterRole(ChatListRole.SEARCH)
+        self.chat_filter.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.chat_view = QListView()
-        self.chat_view.setModel(self.chat_list)
+        self.chat_view.setModel(self.chat_filter)
         self.chat_view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.chat_view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.chat_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -171,6 +190,7 @@ class ChatPanel(QWidget):
         chats_label = QLabel("<b>Chats</b>")
         lv.addWidget(chats_label)
         lv.addWidget(self.new_button)
+        lv.addWidget(self.search)
         lv.addWidget(self.chat_view, 1)
 
         # --- centre: transcript, input
@@ -208,13 +228,14 @@ class ChatPanel(QWidget):
         self.stats_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         self.input = QPlainTextEdit()
-        self.input.setPlaceholderText("Type a message…  (Ctrl+Enter sends, Esc stops)")
+        self.input.setPlaceholderText("Type a message…  (Enter sends, Shift+Enter for a new line, Esc stops)")
+        self._enter_sends = EnterSends(self.input, self.send)
         self.input.setTabChangesFocus(True)
         self.input.setMaximumHeight(90)
         self.input.setMinimumHeight(56)
         self.input.setAccessibleName("Message")
         self.send_button = QPushButton("Send")
-        self.send_button.setToolTip("Send (Ctrl+Enter)")
+        self.send_button.setToolTip("Send (Enter; Shift+Enter makes a new line)")
         self.send_button.setDefault(True)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop the reply (Esc)")
@@ -242,7 +263,13 @@ class ChatPanel(QWidget):
         cv.addWidget(self.context_banner)
         cv.addWidget(self.transcript_view, 1)
         cv.addWidget(self.empty_hint, 1)
-        cv.addWidget(self.stats_label)
+        self.copy_code_button = QPushButton("Copy code")
+        self.copy_code_button.setToolTip("Copy the code blocks of the selected reply (or of the last one)")
+        self.copy_code_button.setVisible(False)
+        stats_row = QHBoxLayout()
+        stats_row.addWidget(self.stats_label, 1)
+        stats_row.addWidget(self.copy_code_button)
+        cv.addLayout(stats_row)
         cv.addLayout(input_row)
 
         # --- right: system prompt and sampling
@@ -340,6 +367,13 @@ class ChatPanel(QWidget):
         self.stop_button.clicked.connect(self.stop)
         self.new_button.clicked.connect(self.new_chat)
         self.reset_button.clicked.connect(lambda: self.set_sampling(SamplingSettings()))
+        self.search.textChanged.connect(self.chat_filter.setFilterFixedString)
+        self.copy_code_button.clicked.connect(self.copy_code)
+        self.transcript_view.selectionModel().currentChanged.connect(self._update_copy_code)
+        self.transcript.modelReset.connect(self._update_copy_code)
+        self.transcript.rowsInserted.connect(self._update_copy_code)
+        self.transcript.rowsRemoved.connect(self._update_copy_code)
+        self.transcript.dataChanged.connect(self._update_copy_code)
         self.chat_view.clicked.connect(self._on_chat_clicked)
         self.chat_view.activated.connect(self._on_chat_clicked)
         self.chat_view.customContextMenuRequested.connect(self._chat_menu)
@@ -430,13 +464,17 @@ class ChatPanel(QWidget):
             return False
         self._sync_chat()
         chat = self._chat
-        sampling = self.sampling()
-        if self._model_path:
-            chat.model_path = self._model_path
         chat.add("user", text)
         self.transcript.append_message("user", text)
         self.input.clear()  # the text is in the chat now, and saved with it below
         chat.draft = ""
+        return self._reply(engine)
+
+    def _reply(self, engine: Engine) -> bool:
+        """Stream the model's answer to the chat as it stands (its last message is the user's)."""
+        chat, sampling = self._chat, self.sampling()
+        if self._model_path:
+            chat.model_path = self._model_path
         history: list[dict[str, str]] = []
         if sampling.system.strip():
             history.append({"role": "system", "content": sampling.system})
@@ -555,16 +593,8 @@ class ChatPanel(QWidget):
                 "Start a new chat, or load the model with a larger context." + (f"<br>{esc(detail)}" if detail else ""))
             self.context_banner.show()
         elif ev.kind == "done":
-            stats: dict[str, Any] = {}
-            if ev.tokens:
-                stats["tokens"] = ev.tokens
-            if ev.tokens_per_second:
-                stats["tokens_per_second"] = ev.tokens_per_second
-            if ev.time_to_first_token:
-                stats["time_to_first_token"] = ev.time_to_first_token
-            if ev.finish_reason:
-                stats["finish_reason"] = ev.finish_reason
-            turn.done_stats = stats
+            turn.done_stats = ReplyStats(ev.tokens or 0, float(ev.tokens_per_second or 0.0),
+                                         float(ev.time_to_first_token or 0.0), ev.finish_reason or "")
 
     @Slot(object)
     def _on_stream_done(self, _result: object) -> None:
@@ -587,16 +617,11 @@ class ChatPanel(QWidget):
         turn = self._turn
         assert turn is not None
         self._turn = None
-        stats = turn.live_stats()
-        stats.update(turn.done_stats)
-        if turn.stopping:
-            stats["stopped"] = True
-        if turn.context_full:
-            stats.setdefault("finish_reason", "context_full")
-        if turn.error:
-            stats["error"] = turn.error
-        if self._model_path:
-            stats["model"] = self._model_path
+        final = turn.live_stats().merged(turn.done_stats)
+        final = replace(final, stopped=turn.stopping or final.stopped, error=turn.error or final.error,
+                        model=self._model_path or final.model,
+                        finish_reason=final.finish_reason or ("context_full" if turn.context_full else ""))
+        stats = final.to_dict()
         msg = self.transcript.end_stream(stats)
         if msg is not None and msg.content:
             self._chat.add("assistant", msg.content, msg.stats)
@@ -613,7 +638,7 @@ class ChatPanel(QWidget):
             line = stats_text(self._turn.live_stats())
             self.stats_label.setText(f"Generating…  {line}" if line else "Generating…")
 
-    def _show_final_stats(self, stats: dict[str, Any]) -> None:
+    def _show_final_stats(self, stats: dict[str, Any] | ReplyStats) -> None:
         line = stats_text(stats)
         self.stats_label.setText(f"Last reply: {line}" if line else "")
 
@@ -669,7 +694,7 @@ class ChatPanel(QWidget):
         """Highlight the open chat in the list (nothing when it isn't saved yet)."""
         row = self.chat_list.row_of(self._chat.id)
         if row >= 0:
-            self.chat_view.setCurrentIndex(self.chat_list.index(row, 0))
+            self.chat_view.setCurrentIndex(self.chat_filter.mapFromSource(self.chat_list.index(row, 0)))
         else:
             self.chat_view.clearSelection()
             self.chat_view.setCurrentIndex(QModelIndex())
@@ -702,7 +727,7 @@ class ChatPanel(QWidget):
             notifier().info("Chat saved again.")
         self._save_failing = False
         row = self.chat_list.upsert(chat)
-        self.chat_view.setCurrentIndex(self.chat_list.index(row, 0))
+        self.chat_view.setCurrentIndex(self.chat_filter.mapFromSource(self.chat_list.index(row, 0)))
         self._remember_last(chat.id)
         self.chatSaved.emit(chat.id)
         return True
@@ -766,18 +791,97 @@ class ChatPanel(QWidget):
         index = self.transcript_view.indexAt(pos)
         if not index.isValid():
             return
+        row, role = index.row(), str(index.data(TranscriptRole.ROLE) or "")
+        text = str(index.data(TranscriptRole.CONTENT) or "")
+        idle = self._turn is None
         menu = QMenu(self)
         copy = menu.addAction("Copy message")
+        blocks = code_blocks(text)
+        copies = {menu.addAction(f"Copy code block {i}" if len(blocks) > 1 else "Copy code"): b
+                  for i, b in enumerate(blocks, 1)}
         copy_all = menu.addAction("Copy whole chat")
-        content = str(index.data(TranscriptRole.CONTENT) or "")
-        whole = menu.addAction("Show whole message") if len(content) > SHOWN_CHARS else None
+        whole = menu.addAction("Show whole message") if len(text) > SHOWN_CHARS else None
+        menu.addSeparator()
+        regen = menu.addAction("Regenerate reply")
+        regen.setEnabled(idle and role == "assistant" and row == self.transcript.rowCount() - 1)
+        edit = menu.addAction("Edit and resend")
+        edit.setEnabled(idle and role == "user")
+        delete = menu.addAction("Delete message")
+        delete.setEnabled(idle)
         chosen = menu.exec(self.transcript_view.viewport().mapToGlobal(pos))
         if whole is not None and chosen is whole:
-            self.show_whole_message(content)
+            self.show_whole_message(text)
         elif chosen is copy:
-            QGuiApplication.clipboard().setText(str(index.data(TranscriptRole.CONTENT) or ""))
+            QGuiApplication.clipboard().setText(text)
+        elif chosen in copies:
+            QGuiApplication.clipboard().setText(copies[chosen])
         elif chosen is copy_all:
             QGuiApplication.clipboard().setText(self._chat_as_text())
+        elif chosen is regen:
+            self.regenerate()
+        elif chosen is edit:
+            self.edit_message(row)
+        elif chosen is delete:
+            self.delete_message(row)
+
+    # --- message actions ----------------------------------------------------------------------------
+
+    def _code_source(self) -> str:
+        """The text whose code blocks "Copy code" copies: the selected message, else the last reply."""
+        index = self.transcript_view.currentIndex()
+        if index.isValid():
+            return str(index.data(TranscriptRole.CONTENT) or "")
+        last = next((m for m in reversed(self.transcript.messages()) if m.role == "assistant"), None)
+        return last.content if last is not None else ""
+
+    def _update_copy_code(self, *_args: object) -> None:
+        self.copy_code_button.setVisible(bool(code_blocks(self._code_source())))
+
+    def copy_code(self) -> str:
+        """Put the code blocks of the selected (or last) reply on the clipboard; returns what was copied."""
+        text = "\n\n".join(code_blocks(self._code_source()))
+        if text:
+            QGuiApplication.clipboard().setText(text)
+            notifier().info("Code copied.")
+        return text
+
+    def regenerate(self) -> bool:
+        """Ask again for the last reply: it is replaced by a new one."""
+        msgs = self._chat.messages
+        engine = self._get_engine() if self._loaded else None
+        if self._turn is not None or not msgs or msgs[-1].role != "assistant":
+            return False
+        if engine is None:
+            notifier().warning("Load a model to regenerate the reply.")
+            return False
+        del msgs[-1]
+        self.transcript.set_messages(msgs)
+        return self._reply(engine)
+
+    def edit_message(self, row: int) -> bool:
+        """Take a message of yours back into the box to change and resend it: it and everything after
+        it leave the chat (they are what the edit replaces)."""
+        msgs = self._chat.messages
+        if self._turn is not None or not 0 <= row < len(msgs) or msgs[row].role != "user":
+            return False
+        self.input.setPlainText(msgs[row].content)
+        del msgs[row:]
+        self._chat.touch()
+        self.transcript.set_messages(msgs)
+        self._save(force=True)
+        self.input.setFocus()
+        return True
+
+    def delete_message(self, row: int) -> bool:
+        """Remove one message from the chat."""
+        msgs = self._chat.messages
+        if self._turn is not None or not 0 <= row < len(msgs):
+            return False
+        del msgs[row]
+        self._chat.touch()
+        self.transcript.set_messages(msgs)
+        self._save(force=True)
+        return True
 
     def show_whole_message(self, text: str) -> QDialog:
         """A message too long for its bubble (shortened there), in a read-only window of its own.
@@ -847,8 +951,8 @@ class ChatPanel(QWidget):
         if self._loaded:
             name = (self._model_path or "").replace("\\", "/").rsplit("/", 1)[-1]
             self.empty_hint.setText(f"<b>{esc(name or 'The model')}</b> is loaded.<br>Type a message below and "
-                                    "press Ctrl+Enter.")
-            self.input.setPlaceholderText("Type a message…  (Ctrl+Enter sends, Esc stops)")
+                                    "press Enter.")
+            self.input.setPlaceholderText("Type a message…  (Enter sends, Shift+Enter for a new line, Esc stops)")
         else:
             self.empty_hint.setText("Load a model to chat.<br>Saved chats stay in the list on the left.")
             self.input.setPlaceholderText("Load a model to chat. You can type already…")

@@ -1,15 +1,14 @@
 """Export the tuned setup as an Ollama Modelfile: a preview, Save… (atomic), and a copyable
 ``ollama create NAME -f PATH`` command.
 
-The text comes from ``core.modelfile`` (the same code as ``layerfit modelfile``), so the dialog and the
-CLI can never disagree. Settings a Modelfile cannot carry (KV cache type, flash attention, headroom) are
-written by the core as ``#`` comments; the dialog only shows them.
+What is written is decided by ``core.export.spec_for_plan`` (the same code as ``layerfit modelfile``), so
+the dialog and the CLI can never disagree. The dialog shows the decisions in words ("num_gpu left out:
+…"), warns when the plan doesn't fit, and offers "let Ollama decide" for ``num_gpu``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 from collections.abc import Iterable
@@ -33,9 +32,13 @@ from PySide6.QtWidgets import (
 )
 
 from core.atomic import SaveError, write_text_atomic
+from core.export import NAME_RULE, default_name, ollama_default_name, spec_for_plan, valid_name
+from core.fit import make_plan
+from core.hardware import Hardware
 from core.loadsettings import LoadSettings
-from core.modelfile import ModelfileError, export_modelfile, spec_from
+from core.modelfile import ModelfileError, export_modelfile
 from core.sampling import SamplingSettings
+from gui import dialog_dirs
 from gui.notify import notifier
 from gui.plain import esc
 
@@ -43,27 +46,7 @@ if TYPE_CHECKING:
     from core.fit import Plan
     from core.gguf_info import ModelInfo
 
-#: What ``ollama create`` accepts as a model name: [namespace/]name[:tag], letters, digits, . _ -
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?(:[A-Za-z0-9][A-Za-z0-9._-]*)?$")
-
-
-def default_name(model_name: str) -> str:
-    """A valid Ollama model name made from the model's name: "SmolLM2 135M Instruct" → "smollm2-135m-instruct"."""
-    slug = re.sub(r"[^a-z0-9._-]+", "-", model_name.lower()).strip("-._")
-    return slug or "my-model"
-
-
-def ollama_default_name(source: str) -> str:
-    """A name for the tuned copy of an Ollama model: "deepseek-r1:32b" → "deepseek-r1:32b-layerfit"."""
-    from core.ollama import parse_name
-
-    n = parse_name(source)
-    base = n.display if n is not None else source
-    return f"{base}-layerfit" if ":" in base else f"{base}:layerfit"
-
-
-def valid_name(name: str) -> bool:
-    return bool(_NAME_RE.match(name))
+__all__ = ["ExportDialog", "create_command", "default_name", "ollama_default_name", "shell_quote", "valid_name"]
 
 
 def shell_quote(path: str) -> str:
@@ -102,13 +85,18 @@ class ExportDialog(QDialog):
 
     def __init__(self, model_info: ModelInfo, plan: Plan | None, sampling: SamplingSettings,
                  messages: Iterable[Any] = (), parent: QWidget | None = None, *,
-                 ollama_source: str | None = None) -> None:
+                 ollama_source: str | None = None, requested: LoadSettings | None = None,
+                 extra_notes: Iterable[str] = ()) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export Ollama Modelfile")
         self.setModal(True)
         self.resize(720, 620)
         self._model_info = model_info
+        if plan is None:  # nothing planned yet: the defaults, planned for no particular GPU
+            plan = make_plan(model_info, requested or LoadSettings(), Hardware(), suggest=False)
         self._plan = plan
+        self._requested = requested
+        self._extra_notes = tuple(extra_notes)
         self._sampling = sampling
         self._messages = _as_pairs(messages)
         self._text = ""
@@ -127,6 +115,13 @@ class ExportDialog(QDialog):
         self.include_messages = QCheckBox(f"Include this chat as MESSAGE lines ({n} message{'s' if n != 1 else ''})")
         self.include_messages.setToolTip("Ollama replays these messages at the start of every conversation")
         self.include_messages.setVisible(bool(self._messages))
+        self.ollama_decides = QCheckBox("Let Ollama decide the GPU layers (leave num_gpu out)")
+        self.ollama_decides.setToolTip("Off: num_gpu is the layer count LayerFit planned for this machine (or your "
+                                       "fixed count). On: Ollama makes its own estimate.")
+        self.decisions = QLabel()
+        self.decisions.setWordWrap(True)
+        self.decisions.setTextFormat(Qt.TextFormat.PlainText)
+        self.decisions.setAccessibleName("What the Modelfile says, and why")
 
         self.preview = QPlainTextEdit()
         self.preview.setReadOnly(True)
@@ -161,6 +156,8 @@ class ExportDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.include_messages)
+        layout.addWidget(self.ollama_decides)
+        layout.addWidget(self.decisions)
         layout.addWidget(QLabel("Preview"))
         layout.addWidget(self.preview, 1)
         layout.addWidget(QLabel("Then run"))
@@ -170,6 +167,7 @@ class ExportDialog(QDialog):
 
         self.name_edit.textChanged.connect(self._update_command)
         self.include_messages.toggled.connect(self._refresh)
+        self.ollama_decides.toggled.connect(self._refresh)
         self.save_button.clicked.connect(self._on_save_clicked)
         self.copy_button.clicked.connect(self._on_copy_clicked)
         self.create_button.clicked.connect(self.create_in_ollama)
@@ -193,7 +191,7 @@ class ExportDialog(QDialog):
 
     def suggested_path(self) -> Path:
         """Where Save… proposes to write: next to the last save, else the home folder, named after NAME."""
-        folder = self._saved_path.parent if self._saved_path else Path.home()
+        folder = self._saved_path.parent if self._saved_path else Path(dialog_dirs.last_dir())
         return folder / f"{self.name() or 'model'}.Modelfile"
 
     def save_to(self, path: str | Path) -> bool:
@@ -209,6 +207,7 @@ class ExportDialog(QDialog):
             notifier().error(message, "Saving Modelfile")
             return False
         self._saved_path = target
+        dialog_dirs.remember(target)
         self.status.setText(f"Saved to {target}. Run the command above to create the Ollama model.")
         self._update_command()
         return True
@@ -252,24 +251,25 @@ class ExportDialog(QDialog):
     @Slot()
     def _refresh(self) -> None:
         """Make the Modelfile text from the plan and sampling (core.modelfile does the writing)."""
-        plan = self._plan
-        settings = plan.settings if plan is not None else LoadSettings()
-        gpu_layers = plan.gpu_layers if plan is not None else None
-        headroom = plan.headroom if plan is not None else None
-        model_path = plan.model.path if plan is not None else self._model_info.path
         messages = self._messages if self.include_messages.isChecked() else ()
         try:
-            spec = spec_from(model_path, settings, gpu_layers, self._sampling, messages=messages,
-                             headroom=headroom)
-            self._text = export_modelfile(spec)
+            out = spec_for_plan(self._plan, self._sampling, requested=self._requested,
+                                let_ollama_decide=self.ollama_decides.isChecked(), messages=messages,
+                                extra_notes=self._extra_notes)
+            self._text = export_modelfile(out.spec)
         except (ModelfileError, ValueError) as exc:
             self._text = ""
             self.preview.setPlainText("")
+            self.decisions.setText("")
             self.status.setText(f"<span style='color:#D93B3B'>This setup can't be written as a Modelfile: "
                                 f"{esc(exc)}</span>")
             self.save_button.setEnabled(False)
             self._update_command()
             return
+        self.notes = out.notes
+        self.fits = out.fits
+        self.decisions.setText("\n".join(f"• {n}" for n in out.notes[1:]))
+        self.decisions.setStyleSheet("" if out.fits else "color: #D93B3B;")
         self.preview.setPlainText(self._text)
         self.save_button.setEnabled(True)
         self._update_command()
@@ -280,7 +280,7 @@ class ExportDialog(QDialog):
         ok = valid_name(name)
         self.name_problem.setVisible(not ok)
         if not ok:
-            self.name_problem.setText("Use letters, digits, “.”, “_” or “-” (and an optional “:tag”).")
+            self.name_problem.setText(NAME_RULE)
         self.command_edit.setText(self.command())
         self.copy_button.setEnabled(ok and bool(self._text))
         self.create_button.setEnabled(ok and bool(self._text))

@@ -48,7 +48,7 @@ from core.errors import describe
 from core.gguf_info import ModelInfo, read_model_info
 from core.library import LibraryEntry, list_models
 from core.ollama import OllamaModel, OllamaStore, read_store
-from gui import theme
+from gui import dialog_dirs, theme
 from gui.plain import tip
 from gui.workers import run_task
 
@@ -361,19 +361,19 @@ class LibraryPanel(QWidget):
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
 
         title = QLabel("<b>Models</b>")
-        self.add_file_btn = QPushButton("Add file…")
+        self.add_file_btn = QPushButton("+ File…")
         self.add_file_btn.setToolTip("Add one .gguf file (you can also drop .gguf files onto the window)")
-        self.add_folder_btn = QPushButton("Add folder…")
+        self.add_folder_btn = QPushButton("+ Folder…")
         self.add_folder_btn.setToolTip("Scan a folder (and a few levels below it) for .gguf files")
         self.folders_btn = QToolButton()
-        self.folders_btn.setText("Folders ▾")
+        self.folders_btn.setText("Folders")
         self.folders_btn.setToolTip("The folders LayerFit scans; pick one to stop scanning it")
         self.folders_btn.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
         self.folders_menu = QMenu(self.folders_btn)
         self.folders_btn.setMenu(self.folders_menu)
         self.hint = QLabel("")
         self.hint.setWordWrap(True)
-        self.hint.setStyleSheet(f"color:{theme.muted_css(self)};")
+        self.hint.setStyleSheet("color: palette(placeholder-text);")  # follows a light/dark switch
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.add_file_btn)
@@ -520,11 +520,15 @@ class LibraryPanel(QWidget):
             self._read(nxt, prefetch=True)
 
     def _ask_file(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Add GGUF models", str(Path.home()), "GGUF models (*.gguf)")
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add GGUF models", dialog_dirs.last_dir(), "GGUF models (*.gguf)")
+        if paths:
+            dialog_dirs.remember(paths[0])
         self.add_files(paths)
 
     def _ask_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Add a folder of GGUF models", str(Path.home()))
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of GGUF models", dialog_dirs.last_dir())
+        if folder:
+            dialog_dirs.remember(folder)
         if folder:
             self.add_folder(folder)
 
@@ -536,7 +540,8 @@ class LibraryPanel(QWidget):
         for f in self.folders:
             a = self.folders_menu.addAction(f"Stop scanning {f}")
             a.triggered.connect(lambda _c=False, f=f: self.remove_folder(f))
-        self.folders_btn.setText(f"Folders ({len(self.folders)}) ▾")
+        self.folders_btn.setText("Folders")  # the menu arrow is drawn by the style; the count is in the tip
+        self.folders_btn.setToolTip(f"The {len(self.folders)} folder(s) LayerFit scans; pick one to stop scanning it")
 
     def _context_menu(self, pos: Any) -> None:
         idx = self.view.indexAt(pos)

@@ -1,13 +1,12 @@
 """Load settings: context, GPU layers, KV cache type, flash attention, SWA cache, headroom, hardware.
 
-The panel holds no logic beyond the UI's own rules (the context slider snaps to powers of two; a
-quantized KV cache needs flash attention switched on). It emits ``settings_changed`` whenever any
-knob moves; the main window turns that into a new plan.
+The panel is a form: it shows the settings the session (``core.session``) owns and emits
+``settings_changed`` / ``hardware_changed`` when the user moves a knob; the window passes them on as
+intents. The one rule it enforces is core's (``core.loadsettings.kv_type_allowed``: a quantized V cache
+needs flash attention On or Auto).
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -26,29 +25,18 @@ from PySide6.QtWidgets import (
 
 from core.archs import arch_layout
 from core.gguf_info import ModelInfo
-from core.hardware import PRESETS, Hardware, find_preset, what_if
-from core.loadsettings import LoadSettings
+from core.hardware import PRESETS, Hardware, find_preset
+from core.loadsettings import V_CACHE_RULE, FlashAttn, KvType, LoadSettings, kv_type_allowed
+from core.tradeoff import MIN_CTX, context_stops
 from core.units import GiB, SizeError, parse_size
 from gui import theme
 from gui.plain import tip
 
-MIN_CTX = 512
 THIS_MACHINE = "this machine"
 CUSTOM = "custom"
-KV_CHOICES = (("f16", "f16"), ("q8_0", "q8_0 (½ memory)"), ("q4_0", "q4_0 (¼ memory)"))
-FA_CHOICES = (("auto", "Auto"), ("on", "On"), ("off", "Off"))
-
-
-def context_stops(n_ctx_train: int) -> list[int]:
-    """Slider positions: powers of two from 512 up to the trained context (which is always the last stop)."""
-    top = max(n_ctx_train, MIN_CTX)
-    stops = []
-    v = MIN_CTX
-    while v < top:
-        stops.append(v)
-        v *= 2
-    stops.append(top)
-    return stops
+KV_CHOICES = ((KvType.F16.value, "f16"), (KvType.Q8_0.value, "q8_0 (½ memory)"),
+              (KvType.Q4_0.value, "q4_0 (¼ memory)"))
+FA_CHOICES = ((FlashAttn.AUTO.value, "Auto"), (FlashAttn.ON.value, "On"), (FlashAttn.OFF.value, "Off"))
 
 
 class LoadPanel(QGroupBox):
@@ -63,7 +51,6 @@ class LoadPanel(QGroupBox):
         super().__init__("Load settings", parent)
         self._model: ModelInfo | None = None
         self._stops = context_stops(8192)
-        self._machine = Hardware()
         self._base = LoadSettings()  # fields the panel has no control for are carried through
 
         # Context: slider on powers of two + an exact box
@@ -106,7 +93,8 @@ class LoadPanel(QGroupBox):
         self.kv_combo = QComboBox()
         for key, label in KV_CHOICES:
             self.kv_combo.addItem(label, key)
-        self.kv_combo.setToolTip("KV cache type (K and V). q8_0 and q4_0 need flash attention switched On.")
+        self.kv_combo.setToolTip("KV cache type (K and V). q8_0 and q4_0 need flash attention (On, or Auto, "
+                                 "which then turns on).")
         self.swa_check = QCheckBox("Full-size SWA cache")
         self.swa_check.setToolTip("Sliding-window layers normally keep only the window in the cache. A full-size "
                                   "cache (llama-cpp-python's default) costs much more memory at long context.")
@@ -144,6 +132,13 @@ class LoadPanel(QGroupBox):
         self.headroom_spin.setValue(0.75)
         self.headroom_spin.setKeyboardTracking(False)
         self.headroom_spin.setToolTip("GPU memory to leave free for the desktop and other programs")
+        self.ram_spin = QDoubleSpinBox()
+        self.ram_spin.setRange(0, 4096)
+        self.ram_spin.setDecimals(0)
+        self.ram_spin.setSuffix(" GiB RAM")
+        self.ram_spin.setSpecialValueText("this machine's RAM")
+        self.ram_spin.setKeyboardTracking(False)
+        self.ram_spin.setToolTip("RAM of the what-if machine (a T4 server has its own); 0 = this machine's")
         hw_row = QHBoxLayout()
         hw_row.addWidget(self.hw_combo, 1)
         hw_row.addWidget(self.hw_custom)
@@ -152,10 +147,15 @@ class LoadPanel(QGroupBox):
         self.cards_spin.setRange(1, 8)
         self.cards_spin.setPrefix("× ")
         self.cards_spin.setToolTip("How many of the what-if card: plan a box with 2× RTX 3090 before buying it")
-        self.cards_spin.setVisible(False)
-        hw_row.addWidget(self.cards_spin)
+        # the what-if machine's own RAM and card count: a row of their own, shown for a what-if card
+        self.whatif_row = QWidget()
+        wr = QHBoxLayout(self.whatif_row)
+        wr.setContentsMargins(0, 0, 0, 0)
+        wr.addWidget(self.cards_spin)
+        wr.addWidget(self.ram_spin, 1)
+        self.whatif_row.setVisible(False)
         self.workers_edit = QLineEdit()
-        self.workers_edit.setPlaceholderText("host:port, … (machines running `layerfit worker`), or 24GiB: what if")
+        self.workers_edit.setPlaceholderText("host:port, … or 24GiB (what if)")
         self.workers_edit.setToolTip("Other machines (or this one) running `layerfit worker`: llama.cpp's RPC "
                                      "server. The model is split across them, this machine's GPUs and RAM.")
         self.workers_edit.setClearButtonEnabled(True)
@@ -166,6 +166,7 @@ class LoadPanel(QGroupBox):
         form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.ExpandingFieldsGrow)
         form.addRow("Plan for", hw_row)
+        form.addRow("", self.whatif_row)
         form.addRow("Workers", self.workers_edit)
         form.addRow("Keep free", headroom_row)
         form.addRow("Context", ctx_row)
@@ -188,6 +189,7 @@ class LoadPanel(QGroupBox):
         self.swa_check.toggled.connect(self._emit)
         self.hw_combo.currentIndexChanged.connect(self._on_hw_combo)
         self.hw_custom.valueChanged.connect(lambda _v: self.hardware_changed.emit())
+        self.ram_spin.valueChanged.connect(lambda _v: self.hardware_changed.emit())
         self.cards_spin.valueChanged.connect(lambda _v: self.hardware_changed.emit())
         self.workers_edit.editingFinished.connect(self._on_workers)
         self.workers_changed.connect(self.hardware_changed)  # saved with the hardware choice
@@ -258,9 +260,7 @@ class LoadPanel(QGroupBox):
             if s.n_gpu_layers is not None:
                 self.layers_slider.setValue(s.n_gpu_layers)
             kv = s.type_v if s.type_v in dict(KV_CHOICES) else "f16"
-            # a quantized cache implies flash attention; the UI only offers it with FA On
-            fa = "on" if kv != "f16" and s.flash_attn == "auto" else s.flash_attn
-            self.fa_combo.setCurrentIndex(max(0, self.fa_combo.findData(fa)))
+            self.fa_combo.setCurrentIndex(max(0, self.fa_combo.findData(s.flash_attn)))
             self._enforce_kv_rule(announce=False)
             idx = self.kv_combo.findData(kv)
             if self._kv_allowed(kv):
@@ -290,14 +290,9 @@ class LoadPanel(QGroupBox):
     # ---- hardware -------------------------------------------------------------------------------------------
     def set_machine(self, hw: Hardware) -> None:
         """The probed hardware: labels the "This machine" entry."""
-        self._machine = hw
         label = f"This machine ({hw.gpu.name})" if hw.gpu else "This machine (no NVIDIA GPU)"
         self.hw_combo.setItemText(0, label)
         self.hw_combo.setItemData(0, tip(hw.gpu_problem), Qt.ItemDataRole.ToolTipRole)
-
-    def machine(self) -> Hardware:
-        """This machine's probed hardware (what a load really runs on)."""
-        return self._machine
 
     def hardware_choice(self) -> str:
         """"this machine", a preset key, or a size like "16.0GiB" (AppSettings.hardware_choice)."""
@@ -306,38 +301,51 @@ class LoadPanel(QGroupBox):
             return f"{self.hw_custom.value():g}GiB"
         return str(key)
 
-    def set_hardware_choice(self, choice: str) -> None:
-        idx = self.hw_combo.findData(choice)
-        if idx < 0:
-            preset = find_preset(choice)
-            if preset is not None:
-                idx = self.hw_combo.findData(preset.key)
-        if idx < 0:
-            try:
-                size = parse_size(choice)
-            except SizeError:
-                size = 0
-            if size > 0:
-                self.hw_custom.blockSignals(True)
-                self.hw_custom.setValue(size / GiB)
-                self.hw_custom.blockSignals(False)
-                idx = self.hw_combo.findData(CUSTOM)
-            else:
-                idx = 0
-        self.hw_combo.setCurrentIndex(idx)
-        self.hw_custom.setVisible(self.hw_combo.currentData() == CUSTOM)
-        self.cards_spin.setVisible(self.hw_combo.currentData() != THIS_MACHINE)
+    def whatif_ram(self) -> int:
+        """Bytes of RAM on the what-if machine (0 = this machine's)."""
+        return int(round(self.ram_spin.value())) * GiB
 
-    def hardware(self) -> Hardware:
-        """The hardware to plan for: the machine, or a what-if card with this machine's RAM."""
-        choice = self.hardware_choice()
-        if choice == THIS_MACHINE:
-            return self._machine
-        hw = what_if(choice, base=self._machine)
-        n = self.cards_spin.value()
-        if n > 1 and hw.gpus:
-            hw = replace(hw, gpus=tuple(replace(hw.gpus[0], index=i) for i in range(n)))
-        return hw
+    def cards(self) -> int:
+        """How many of the what-if card (1 on this machine)."""
+        return self.cards_spin.value() if self.hardware_choice() != THIS_MACHINE else 1
+
+    def set_hardware_choice(self, choice: str, whatif_ram: int | None = None, cards: int | None = None) -> None:
+        """Show ``choice`` (and the what-if RAM and card count, when given); emits hardware_changed once
+        if anything changed."""
+        before = (self.hardware_choice(), self.whatif_ram(), self.cards())
+        for w in (self.hw_combo, self.hw_custom, self.ram_spin, self.cards_spin):
+            w.blockSignals(True)
+        try:
+            idx = self.hw_combo.findData(choice)
+            if idx < 0:
+                preset = find_preset(choice)
+                if preset is not None:
+                    idx = self.hw_combo.findData(preset.key)
+            if idx < 0:
+                try:
+                    size = parse_size(choice)
+                except SizeError:
+                    size = 0
+                if size > 0:
+                    self.hw_custom.setValue(size / GiB)
+                    idx = self.hw_combo.findData(CUSTOM)
+                else:
+                    idx = 0
+            self.hw_combo.setCurrentIndex(idx)
+            if whatif_ram is not None:
+                self.ram_spin.setValue(whatif_ram / GiB)
+            if cards is not None:
+                self.cards_spin.setValue(max(1, min(8, cards)))
+        finally:
+            for w in (self.hw_combo, self.hw_custom, self.ram_spin, self.cards_spin):
+                w.blockSignals(False)
+        self._show_hw_extras()
+        if (self.hardware_choice(), self.whatif_ram(), self.cards()) != before:
+            self.hardware_changed.emit()
+
+    def _show_hw_extras(self) -> None:
+        self.hw_custom.setVisible(self.hw_combo.currentData() == CUSTOM)
+        self.whatif_row.setVisible(self.hw_combo.currentData() != THIS_MACHINE)
 
     def workers(self) -> tuple[str, ...]:
         """The RPC workers typed in (host:port each, as written; checked by the planner)."""
@@ -392,32 +400,29 @@ class LoadPanel(QGroupBox):
         self.layers_value.setText(f"{prefix}{self.layers_slider.value()}/{m}")
 
     def _kv_allowed(self, kv: str) -> bool:
-        return kv == "f16" or self.fa_combo.currentData() == "on"
+        return kv_type_allowed(kv, self.fa_combo.currentData())
 
     def _enforce_kv_rule(self, announce: bool = True) -> None:
-        """q8_0 / q4_0 are selectable only with flash attention On (llama.cpp rejects a quantized V
-        cache without it)."""
+        """Offer only the KV types core's rule allows with the chosen flash attention."""
         model = self.kv_combo.model()
-        fa_on = self.fa_combo.currentData() == "on"
         for i in range(self.kv_combo.count()):
             item = model.item(i)  # type: ignore[attr-defined]
-            if self.kv_combo.itemData(i) != "f16":
-                item.setEnabled(fa_on)
-                item.setToolTip("" if fa_on else "Needs flash attention On")
-        if not fa_on and self.kv_combo.currentData() != "f16":
+            ok = self._kv_allowed(self.kv_combo.itemData(i))
+            item.setEnabled(ok)
+            item.setToolTip("" if ok else "Needs flash attention On or Auto")
+        if not self._kv_allowed(self.kv_combo.currentData()):
             self.kv_combo.blockSignals(True)
-            self.kv_combo.setCurrentIndex(self.kv_combo.findData("f16"))
+            self.kv_combo.setCurrentIndex(self.kv_combo.findData(KvType.F16.value))
             self.kv_combo.blockSignals(False)
             if announce:
-                self.notice.emit("KV cache set back to f16: a quantized KV cache needs flash attention On.")
+                self.notice.emit(f"KV cache set back to f16: {V_CACHE_RULE}.")
 
     def _on_fa(self, _i: int) -> None:
         self._enforce_kv_rule()
         self.settings_changed.emit()
 
     def _on_hw_combo(self, _i: int) -> None:
-        self.hw_custom.setVisible(self.hw_combo.currentData() == CUSTOM)
-        self.cards_spin.setVisible(self.hw_combo.currentData() != THIS_MACHINE)
+        self._show_hw_extras()
         self.hardware_changed.emit()
 
     def kv_option_enabled(self, kv: str) -> bool:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QFrame, QGridLayout, QHBoxLayout, QLabel, QSizePol
 
 from core.fit import Plan
 from core.placement import DeviceMemory, HostMemory, Placement
+from core.session import placement_extras
 from gui import theme
 from gui.plain import esc
 
@@ -45,6 +46,7 @@ class MeterState:
     fits_gpu: bool
     diff_gpu: int | None = None  # measured − planned, after a load
     diff_host: int | None = None
+    extras: str = ""  # what else is in RAM: "MoE expert weights in RAM" (core.session.placement_extras)
     warning: str = ""  # "not verified for <arch>: numbers may be off" (core.archs)
 
     @property
@@ -62,7 +64,7 @@ class MeterState:
             headroom=plan.headroom,
             ram_capacity=plan.hardware.ram_total, ram_available=plan.hardware.ram_available,
             gpu_layers=plan.gpu_layers, n_layers=plan.model.n_layer + 1,
-            processor=plan.processor, fits=plan.fits, fits_gpu=plan.fits_gpu,
+            processor=plan.processor, fits=plan.fits, fits_gpu=plan.fits_gpu, extras=placement_extras(plan),
             warning="; ".join(plan.warnings),
         )
 
@@ -80,7 +82,7 @@ class MeterState:
             processor=placement.processor, fits=True,
             fits_gpu=placement.gpu_layers >= plan.model.n_layer + 1 and gpu is not None,
             diff_gpu=placement.gpu.total - plan.gpu.total,
-            diff_host=placement.host.total - plan.host.total,
+            diff_host=placement.host.total - plan.host.total, extras=placement_extras(plan),
         )
 
 
@@ -313,7 +315,8 @@ class MeterWidget(QFrame):
         if colour != self._processor_colour:  # style sheets are slow to re-apply; only on a change
             self._processor_colour = colour
             self.processor.setStyleSheet(f"color:{colour.name()};")
-        self.layers.setText(f"Layers on GPU: <b>{s.gpu_layers}/{s.n_layers}</b>")
+        self.layers.setText(f"Layers on GPU: <b>{s.gpu_layers}/{s.n_layers}</b>"
+                            + (f" · {html.escape(s.extras)}" if s.extras else ""))
         if s.source != self._shown_source:
             self._shown_source = s.source
             self._set_source_label(s.source)
@@ -391,5 +394,8 @@ class MeterWidget(QFrame):
             return "Fits entirely on the GPU."
         if s.gpu_layers == 0:
             return "Nothing fits on the GPU with these settings: it runs on the CPU (slow)."
+        if s.gpu_layers >= s.n_layers and s.extras:
+            return (f"All {s.n_layers} layers on the GPU; {html.escape(s.extras)}, so the CPU/GPU split counts "
+                    "those bytes on the CPU side.")
         return (f"Partial offload: {s.gpu_layers} of {s.n_layers} layers on the GPU, the rest runs on the CPU "
                 "(much slower). See why below.")

@@ -31,18 +31,38 @@ class Notifier(QObject):
 
     message = Signal(str, str)
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._held: list[tuple[str, str]] | None = None
+
+    def hold(self) -> None:
+        """Keep a copy of every message from now on, until ``release``: a window that is still being
+        built (its chat panel may warn about a damaged chat) has no status bar to show them in yet."""
+        if self._held is None:
+            self._held = []
+
+    def release(self) -> list[tuple[str, str]]:
+        """Stop holding; the (level, text) messages sent since ``hold``, for the window to show now."""
+        held, self._held = self._held or [], None
+        return held
+
+    def _send(self, level: Level, text: str) -> None:
+        if self._held is not None:
+            self._held.append((level.value, text))
+        self.message.emit(level.value, text)
+
     def info(self, text: str) -> None:
-        self.message.emit(Level.INFO.value, text)
+        self._send(Level.INFO, text)
 
     def warning(self, text: str) -> None:
-        self.message.emit(Level.WARNING.value, text)
+        self._send(Level.WARNING, text)
 
     def error(self, what: BaseException | str, context: str | None = None) -> None:
         """Report an error in words. ``context`` says what was being done ("Loading model")."""
         text = what if isinstance(what, str) else describe(what)
         if isinstance(what, BaseException):
             log.debug("error", exc_info=what)
-        self.message.emit(Level.ERROR.value, f"{context}: {text}" if context else text)
+        self._send(Level.ERROR, f"{context}: {text}" if context else text)
 
 
 _notifier: Notifier | None = None

@@ -11,79 +11,17 @@ The sweep (a plan per context size) runs off the GUI thread; results are tagged 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter, QPainterPath, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from core.fit import Plan, sweep_context
-from core.gguf_info import ModelInfo
-from core.hardware import Hardware
-from core.loadsettings import LoadSettings
+from core.tradeoff import TradeoffData, TradeoffPoint, Where, spill_context, spill_point, spill_words, sweep
 from core.units import GiB
 from gui import theme
-from gui.load_panel import context_stops
 from gui.plain import plain_label
 
-
-@dataclass(frozen=True)
-class TradeoffPoint:
-    ctx: int
-    need_gpu: int  # bytes on the GPU with every layer there
-    planned_gpu: int  # bytes on the GPU with the fitter's choice
-    gpu_layers: int  # the fitter's choice
-    n_layers: int
-    tok_s: float | None  # predicted generation speed with the fitter's choice
-
-
-@dataclass(frozen=True)
-class TradeoffData:
-    points: tuple[TradeoffPoint, ...]
-    usable: int  # GPU bytes the plan may use
-    card: str
-    current_ctx: int
-
-
-def predicted_tok_s(plan: Plan) -> float | None:
-    """Predicted decode speed for ``plan`` (core.speed, through the fitter), or None when unknown."""
-    return plan.predicted_tps if plan.predicted_tps > 0 else None
-
-
-def sweep_values(n_ctx_train: int, current: int) -> list[int]:
-    """Context sizes to chart: the context slider's stops (powers of two up to the trained context),
-    plus the current value."""
-    vals = context_stops(max(n_ctx_train, 1024))
-    if current not in vals and vals[0] <= current <= vals[-1]:
-        vals.append(current)
-    return sorted(vals)
-
-
-def sweep(model: ModelInfo, settings: LoadSettings, hardware: Hardware, headroom: int) -> TradeoffData:
-    """Plan each context size twice: all layers pinned on the GPU (the need) and auto (what happens).
-
-    Runs in a worker thread; pure core calls.
-    """
-    n_all = model.n_layer + 1
-    # with no GPU, still show what a card would need (planned against an unlimited what-if card)
-    need_hw = hardware if hardware.gpu is not None else hardware.with_vram(1024**4, name="any card")
-    ctxs = sweep_values(model.n_ctx_train, settings.n_ctx)
-    fulls = sweep_context(model, settings.with_(n_gpu_layers=n_all), need_hw, headroom, ctxs)
-    autos = sweep_context(model, settings.with_(n_gpu_layers=None), hardware, headroom, ctxs)
-    points = [TradeoffPoint(c, full.gpu.total, auto.gpu.total, auto.gpu_layers, n_all, predicted_tok_s(auto))
-              for c, full, auto in zip(ctxs, fulls, autos, strict=True)]
-    gpu = hardware.gpu
-    usable = max(0, (gpu.free if gpu else 0) - headroom)
-    return TradeoffData(tuple(points), usable, gpu.name if gpu else "no GPU", settings.n_ctx)
-
-
-def spill_context(points: Sequence[TradeoffPoint]) -> int | None:
-    """The first charted context where the fitter can no longer keep every layer on the GPU."""
-    for p in points:
-        if p.gpu_layers < p.n_layers:
-            return p.ctx
-    return None
+__all__ = ["TradeoffChart", "TradeoffData", "TradeoffPoint", "TradeoffView", "spill_context", "sweep"]
 
 
 class TradeoffChart(QWidget):
@@ -92,7 +30,7 @@ class TradeoffChart(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.data: TradeoffData | None = None
-        self.setMinimumSize(420, 260)
+        self.setMinimumSize(300, 220)
 
     def sizeHint(self) -> QSize:
         return QSize(640, 360)
@@ -159,8 +97,9 @@ class TradeoffChart(QWidget):
                    Qt.AlignmentFlag.AlignHCenter, "Context size (tokens, log scale)")
 
         # spill region
-        spill = spill_context(d.points) if d.usable > 0 else None
-        if spill is not None:
+        first = spill_point(d.points) if d.usable > 0 else None
+        spill = first.ctx if first is not None else None
+        if first is not None and spill is not None:
             sx = X(spill)
             prev = [pt.ctx for pt in d.points if pt.ctx < spill]
             if prev:  # the crossing lies between the last fitting point and the first spilling one
@@ -171,7 +110,7 @@ class TradeoffChart(QWidget):
             p.setPen(QPen(theme.BAD, 1.5, Qt.PenStyle.DotLine))
             p.drawLine(QPointF(sx, plot.top()), QPointF(sx, plot.bottom()))
             p.setPen(theme.BAD)
-            label = f"layers spill to the CPU from {theme.tokens(spill)}"
+            label = f"{spill_words(first)} from {theme.tokens(spill)}"
             w = fm.horizontalAdvance(label)
             lx = min(sx + 6, plot.right() - w - 4)
             p.drawText(QPointF(max(plot.left() + 4, lx), plot.top() + fm.ascent() + 2), label)
@@ -192,7 +131,7 @@ class TradeoffChart(QWidget):
         p.setPen(QPen(theme.WEIGHTS, 2.5))
         p.drawPath(path)
         for pt in d.points:
-            col = theme.WEIGHTS if pt.gpu_layers >= pt.n_layers else theme.BAD
+            col = theme.WEIGHTS if pt.where is Where.GPU else theme.BAD
             p.setBrush(col)
             p.setPen(Qt.PenStyle.NoPen)
             p.drawEllipse(QPointF(X(pt.ctx), Y(pt.need_gpu)), 3.5, 3.5)
@@ -212,13 +151,13 @@ class TradeoffChart(QWidget):
                            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{v:g}")
                 v += sstep
             spath = QPainterPath()
-            first = True
+            start = True
             for pt in d.points:
                 if not pt.tok_s:
                     continue
                 pos = QPointF(X(pt.ctx), YS(pt.tok_s))
-                spath.moveTo(pos) if first else spath.lineTo(pos)
-                first = False
+                spath.moveTo(pos) if start else spath.lineTo(pos)
+                start = False
             p.setBrush(Qt.BrushStyle.NoBrush)
             p.setPen(QPen(theme.SPEED, 2, Qt.PenStyle.SolidLine))
             p.drawPath(spath)
@@ -240,7 +179,7 @@ class TradeoffChart(QWidget):
         p.setFont(bold)
         x = plot.left()
         y = fm.height() + 2
-        for colour, text in ((theme.WEIGHTS, "GPU memory for 100% GPU"), (theme.GOOD, "usable"),
+        for colour, text in ((theme.WEIGHTS, "GPU memory for 100% GPU (all layers and experts)"), (theme.GOOD, "usable"),
                              *(((theme.SPEED, "predicted tok/s (right axis)"),) if has_speed else ())):
             p.fillRect(QRectF(x, y - fm.ascent() + 2, 14, fm.ascent() - 4), colour)
             p.setPen(fg)
@@ -276,15 +215,16 @@ class TradeoffView(QWidget):
         if data is None or not data.points:
             self.caption.setText("")
             return
-        spill = spill_context(data.points)
+        first = spill_point(data.points)
         if data.usable <= 0:
             self.caption.setText("No NVIDIA GPU here: the blue line is what a card would need. Pick a what-if "
                                  "card under “Plan for” to see where layers would spill.")
-        elif spill is None:
+        elif first is None:
             self.caption.setText(f"Every charted context size fits entirely on {data.card}.")
         else:
-            fitting = [pt.ctx for pt in data.points if pt.gpu_layers >= pt.n_layers]
+            fitting = [pt.ctx for pt in data.points if pt.where is Where.GPU]
             best = f"Up to {theme.tokens(fitting[-1])} tokens stays 100% on the GPU; " if fitting else \
                 "Even the smallest context doesn't fit entirely on the GPU; "
-            self.caption.setText(best + f"from {theme.tokens(spill)} layers move to the CPU and generation slows "
-                                 "down.")
+            then = ("the MoE expert weights move to RAM (every layer stays on the GPU) and generation slows "
+                    "down." if first.where is Where.EXPERTS else "layers move to the CPU and generation slows down.")
+            self.caption.setText(best + f"from {theme.tokens(first.ctx)} " + then)

@@ -21,7 +21,10 @@ from gui.notify import notifier
 @pytest.fixture
 def tiny_plan(tiny_model: Path) -> tuple[ModelInfo, Plan]:
     info = read_model_info(tiny_model)
-    return info, make_plan(info, LoadSettings(n_ctx=512), hardware.probe(), 0)
+    # a machine with a GPU: num_gpu is then the plan's layer count (with no GPU it is left out, see
+    # test_gui_trust.py)
+    gpu_box = hardware.probe_ram_only().with_vram(16 * 1024**3, name="Test GPU 16 GiB")
+    return info, make_plan(info, LoadSettings(n_ctx=512), gpu_box, 0)
 
 
 def _dialog(qtbot: Any, info: ModelInfo, plan: Plan | None, **kw: Any) -> ExportDialog:

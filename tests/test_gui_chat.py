@@ -213,7 +213,7 @@ def test_new_chat_keeps_the_old_one_and_can_reopen_it(qtbot: Any) -> None:
     assert panel.chat_list.rowCount() == 2
     # Newest first in the list.
     assert panel.chat_list.index(0, 0).data(ChatListRole.ID) == panel.current_chat.id
-    assert panel.chat_list.index(0, 0).data() == "second question"
+    assert panel.chat_list.index(0, 0).data(ChatListRole.TITLE) == "second question"
 
     assert panel.open_chat(first_id)
     assert _contents(panel) == [("user", "first question"), ("assistant", "first reply")]
@@ -402,7 +402,7 @@ def test_rename_and_delete_from_the_panel(qtbot: Any) -> None:
     _exchange(qtbot, panel, "q")
     chat_id = panel.current_chat.id
     panel.rename_chat(chat_id, "My chat")
-    assert panel.chat_list.index(0, 0).data() == "My chat"
+    assert panel.chat_list.index(0, 0).data(ChatListRole.TITLE) == "My chat"
     assert ChatStore().load(chat_id).title == "My chat"
     panel.delete_chat(chat_id)
     assert panel.chat_list.rowCount() == 0
@@ -465,7 +465,7 @@ def test_chat_list_model_passes_qtmodeltester_and_keeps_order(qtmodeltester: Any
     new = Chat(id="c3", created=250.0)
     new.updated = 250.0
     assert model.upsert(new) == 2
-    assert model.index(2, 0).data() == "New chat"
+    assert model.index(2, 0).data(ChatListRole.TITLE) == "New chat"
     model.remove("c0")
     assert [model.chat_id(r) for r in range(3)] == ["c1", "c3", "c2"]
     qtmodeltester.check(model)

@@ -132,4 +132,4 @@ def test_workers_and_card_count_are_remembered(qtbot, demo_model: Path) -> None:
     again = _window(qtbot)
     assert again.load_panel.workers() == ("8GiB", "10.0.0.5:50052")
     assert again.load_panel.cards_spin.value() == 2 and again.load_panel.hardware_choice() == "rtx3090"
-    assert len(again.load_panel.hardware().gpus) == 2
+    assert len(again.session.hardware().gpus) == 2  # the session owns the hardware choice (#13)

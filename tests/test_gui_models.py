@@ -10,9 +10,8 @@ from PySide6.QtCore import Qt
 
 from core.gguf_info import read_model_info
 from core.library import LibraryEntry
+from core.tradeoff import TradeoffPoint, Where, context_stops, spill_context, sweep_values
 from gui.library import LibraryPanel, ModelListModel, Role
-from gui.load_panel import context_stops
-from gui.tradeoff import TradeoffPoint, spill_context, sweep_values
 
 
 def _entries(tmp_path: Path) -> tuple[list[LibraryEntry], Path]:
@@ -68,7 +67,7 @@ def test_context_stops_are_powers_of_two_up_to_the_trained_context() -> None:
 
 def test_sweep_values_and_spill_point() -> None:
     assert sweep_values(4096, 3000) == [512, 1024, 2048, 3000, 4096]
-    pts = [TradeoffPoint(c, c * 10, c * 10, layers, 65, None)
+    pts = [TradeoffPoint(c, c * 10, c * 10, layers, 65, None, Where.GPU if layers == 65 else Where.LAYERS)
            for c, layers in ((512, 65), (1024, 65), (2048, 40), (4096, 20))]
     assert spill_context(pts) == 2048
     assert spill_context(pts[:2]) is None

@@ -47,7 +47,10 @@ def test_the_window_opens_over_hostile_chats_and_says_what_it_set_aside(qtbot,  
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('{"last_chat_id": "20250101-000000-dddddddd", "headroom_mib": NaN}', encoding="utf-8")
     w = _window(qtbot)
-    titles = {w.chat_panel.chat_list.index(r, 0).data() for r in range(w.chat_panel.chat_list.rowCount())}
+    from gui.chat_list_model import ChatListRole
+
+    titles = {w.chat_panel.chat_list.index(r, 0).data(ChatListRole.TITLE)
+              for r in range(w.chat_panel.chat_list.rowCount())}
     assert {"good one", "odd dates"} <= titles
     # the 1 MB message reopened as the last chat: it is there in full, shown shortened
     assert w.chat_panel.current_chat.id == "20250101-000000-dddddddd"

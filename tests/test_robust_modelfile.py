@@ -133,7 +133,7 @@ def test_a_large_modelfile_is_parsed_off_the_gui_thread_and_applied(qtbot, tmp_p
 
     from test_gui_main import _wait_plan, _window
 
-    import gui.mainwindow as mw
+    import gui.window_parts as mw
 
     model = write_tiny_model(tmp_path / "tiny.gguf")
     w = _window(qtbot)
@@ -145,17 +145,17 @@ def test_a_large_modelfile_is_parsed_off_the_gui_thread_and_applied(qtbot, tmp_p
     p.write_text(f'FROM {model}\nSYSTEM """{system}"""\nPARAMETER temperature 0.3\n', encoding="utf-8")
     assert p.stat().st_size > mw.LARGE_MODELFILE_BYTES
     threads: list[str] = []
-    real = mw.read_modelfile
+    real = mw.read_import
 
     def spy(*a, **k):  # type: ignore[no-untyped-def]
         threads.append(threading.current_thread().name)
         return real(*a, **k)
 
-    mw.read_modelfile = spy  # type: ignore[assignment]
+    mw.read_import = spy  # type: ignore[assignment]
     try:
         assert w.import_modelfile(str(p)) is None  # not applied yet: it is being read
         qtbot.waitUntil(lambda: w.chat_panel.sampling().temperature == 0.3, timeout=60000)
     finally:
-        mw.read_modelfile = real  # type: ignore[assignment]
+        mw.read_import = real  # type: ignore[assignment]
     assert threads and threads[0] != threading.main_thread().name
     assert w.chat_panel.sampling().system == system

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.cli import CliError
+from core.cli_options import CliError
 from core.gguf_info import ModelInfo, read_model_info
 from core.loadsettings import LoadSettings
 from core.ollama import OllamaModel, OllamaModelNotFound, resolve_model

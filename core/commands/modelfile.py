@@ -1,33 +1,22 @@
 """`layerfit modelfile MODEL [plan options] [sampling options] -o FILE`: an Ollama Modelfile for a plan.
 
+What is written is decided by ``core.export.spec_for_plan``, shared with the GUI's export dialog:
 ``num_gpu`` is the layer count the fitter chose for this hardware, or the user's ``--gpu-layers`` pin
-(``--auto-gpu`` leaves it out so Ollama decides). The file is written atomically; ``-o -`` prints it instead.
+(``--auto-gpu`` leaves it out so Ollama decides; so does a plan made without a GPU). The file is
+written atomically; ``-o -`` prints it instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from core.cli import CliError, plan_inputs, sampling_from_args
-from core.fit import Plan, make_plan
-from core.modelfile import ModelfileError, export_modelfile, spec_from
-from core.units import fmt_bytes
-
-
-def plan_notes(plan: Plan, auto_gpu: bool) -> list[str]:
-    """Header comment lines: what the plan was and for which hardware."""
-    total = plan.model.n_layer + 1
-    gpu = plan.hardware.gpu
-    where = f"{gpu.name} with {fmt_bytes(gpu.free)} free" if gpu is not None else "no GPU"
-    notes = [f"LayerFit plan for {where}: {plan.gpu_layers} of {total} layers on the GPU ({plan.processor}), "
-             f"num_ctx {plan.settings.n_ctx}."]
-    if auto_gpu:
-        notes.append("num_gpu is left out on purpose: Ollama decides how many layers go to the GPU.")
-    if not plan.fits:
-        notes.append("Warning: LayerFit predicts this plan does not fit this machine.")
-    return notes
+from core.cli_options import CliError, plan_inputs, sampling_from_args
+from core.export import spec_for_plan
+from core.fit import make_plan
+from core.modelfile import ModelfileError, export_modelfile
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,16 +28,15 @@ def run(args: argparse.Namespace) -> int:
                        "GGUF file, run `ollama create NAME -f` on the saved Modelfile", 2)
     model = ref.path
     inputs = plan_inputs(args, base=ref.load_settings())
-    info = ref.read_info()  # a bad GGUF raises ModelFileError: one plain line from core.cli.main
+    info = ref.read_info()  # a bad GGUF raises ModelFileError: one plain line from the CLI's main
     plan = make_plan(info, inputs.settings, inputs.hardware, inputs.headroom, suggest=False)
-    # A pinned --gpu-layers is the user's word (the plan may clamp it to this machine's GPU, or lack of one).
-    pinned = inputs.settings.n_gpu_layers
-    layers = None if args.auto_gpu else (pinned if pinned is not None else plan.gpu_layers)
-    spec = spec_from(model.resolve(), inputs.settings, layers,
-                     sampling_from_args(args, base=ref.sampling()), headroom=inputs.headroom,
-                     notes=plan_notes(plan, args.auto_gpu))
+    # The same rules as the GUI's export (core.export): a pinned --gpu-layers is the user's word, no
+    # num_gpu 0 only because this machine has no GPU, a warning when the plan does not fit.
+    plan = replace(plan, model=replace(info, path=str(model.resolve())))
+    made = spec_for_plan(plan, sampling_from_args(args, base=ref.sampling()), requested=inputs.settings,
+                        let_ollama_decide=args.auto_gpu, num_predict_set=True if args.num_predict is not None else None)
     try:
-        text = export_modelfile(spec)
+        text = export_modelfile(made.spec)
     except ModelfileError as exc:
         raise CliError(str(exc), 2) from exc
 

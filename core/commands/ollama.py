@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from core.cli import CliError, plan_inputs
+from core.cli_options import CliError, plan_inputs
 from core.ollama import read_store
 from core.ollama_client import OllamaError, OllamaServer, OllamaUnavailable
 from core.ollama_compare import compare, hardware_for_ps

@@ -10,7 +10,7 @@ from typing import TextIO
 
 from core import referee
 from core.archs import arch_layout
-from core.cli import plan_inputs
+from core.cli_options import plan_inputs
 from core.devices import DevicePlan, is_multi, multi_plan, single_device_json
 from core.fit import Plan, make_plan
 from core.ollama import OllamaModel

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from core.cli import CliError, plan_inputs, sampling_from_args
+from core.cli_options import CliError, plan_inputs, sampling_from_args
 from core.commands.model_ref import ModelRef, resolve
 from core.devices import DevicePlan, is_multi, multi_plan
 from core.engine import Engine

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.cli import CliError
+from core.cli_options import CliError
 from core.rpc import WorkerError, serve
 
 
