@@ -42,9 +42,13 @@ def _window(qtbot, hardware: Hardware = MACHINE, **kw) -> MainWindow:  # type: i
     return w
 
 
-def load_demo_on_cpu(qtbot, demo_model: Path) -> tuple[MainWindow, int]:  # type: ignore[no-untyped-def]
-    """A window with the demo model really loaded on the CPU at 512 tokens; returns it and the engine's pid."""
+def load_demo_on_cpu(qtbot, demo_model: Path, *, add: bool = False) -> tuple[MainWindow, int]:  # type: ignore[no-untyped-def]
+    """A window with a model (the demo by default; ``add`` puts another file in the library first) really
+    loaded on the CPU at 512 tokens; returns it and the engine's pid."""
     w = _window(qtbot, hardware=CPU_MACHINE)
+    if add:
+        w.library.add_files([str(demo_model)])
+        w.library.select_path(str(demo_model))
     _wait_plan(qtbot, w, str(demo_model))
     w.load_panel.ctx_spin.setValue(512)
     qtbot.waitUntil(lambda: w.plan is not None and w.plan.settings.n_ctx == 512)

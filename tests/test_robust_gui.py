@@ -191,20 +191,12 @@ def test_unload_in_the_window_wins_over_a_reply_stuck_in_its_template(qtbot, tmp
     """The real engine, a chat template that never yields: Unload in the window ends the reply and frees
     the model (it used to wait forever behind the reply on the one engine thread)."""
     import psutil
-    from test_gui_main import CPU_MACHINE
     from test_robust_engine import NEVER_YIELDS, wait_gone
 
     model = write_tiny_model(tmp_path / "stuck.gguf", Shape(n_layer=2, chat_template=NEVER_YIELDS))
-    w = _window(qtbot, hardware=CPU_MACHINE)
-    w.library.add_files([str(model)])
-    w.library.select_path(str(model))
-    _wait_plan(qtbot, w, str(model))
-    w.load_panel.ctx_spin.setValue(512)
-    qtbot.waitUntil(lambda: w.plan is not None and w.plan.settings.n_ctx == 512)
-    with qtbot.waitSignal(w.loaded, timeout=180000):
-        w.load_action.trigger()
-    pid = w._engine.child_pid if w._engine is not None else None
-    assert pid is not None
+    from test_gui_main import load_demo_on_cpu
+
+    w, pid = load_demo_on_cpu(qtbot, model, add=True)
     w.chat_panel.input.setPlainText("hi")
     assert w.chat_panel.send()
     proc = psutil.Process(pid)
