@@ -186,7 +186,12 @@ def show_message(win: MainWindow, level: str, text: str) -> None:
     """The one place messages reach the user: the status bar, plus a (non-blocking) box for errors."""
     prefix = {Level.ERROR.value: "Error: ", Level.WARNING.value: "Warning: "}.get(level, "")
     first = text.splitlines()[0] if text else ""
-    win.statusBar().showMessage(prefix + first, 15000 if level != Level.INFO.value else 6000)
+    sb = win.statusBar()
+    # QStatusBar paints a message over its permanent widgets when it is too long: elide it to the room left
+    room = sb.width() - sum(w.width() for w in sb.findChildren(QWidget) if w.isVisible()
+                            and w.parent() is sb and w is not sb) - 24
+    line = sb.fontMetrics().elidedText(prefix + first, Qt.TextElideMode.ElideRight, max(120, room))
+    sb.showMessage(line, 15000 if level != Level.INFO.value else 6000)
     win.statusBar().setToolTip(text)
     if level == Level.ERROR.value and not win._closing:
         box = win._error_box
