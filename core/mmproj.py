@@ -26,9 +26,57 @@ class Projector:
         return {"path": self.path, "weights": self.weights, "device": "gpu" if on_gpu else "cpu"}
 
 
+_OLLAMA_MODEL = "application/vnd.ollama.image.model"
+_OLLAMA_PROJECTOR = "application/vnd.ollama.image.projector"
+_ollama_seen: dict[str, tuple[float, Path | None]] = {}
+_OLLAMA_TTL = 30.0  # seconds a blob's projector lookup is reused (plans run on every slider move)
+
+
+def ollama_projector(blob: Path) -> Path | None:
+    """For a model blob in an Ollama store (``<store>/blobs/sha256-…``): the ``projector`` layer's blob of a
+    manifest that uses it, if any. Manifests are small JSON files; the store is only read."""
+    import json
+    import os
+    import time
+
+    key = str(blob)
+    now = time.monotonic()
+    hit = _ollama_seen.get(key)
+    if hit is not None and now - hit[0] < _OLLAMA_TTL:
+        return hit[1]
+    digest = blob.name.replace("sha256-", "sha256:", 1)
+    store = blob.parent.parent
+    found: Path | None = None
+    for dirpath, _dirs, files in os.walk(store / "manifests"):
+        for fn in files:
+            try:
+                with open(os.path.join(dirpath, fn), "rb") as f:
+                    m = json.loads(f.read(1 << 20))
+                layers = [x for x in m.get("layers", []) if isinstance(x, dict)]
+            except (OSError, ValueError, AttributeError, RecursionError):
+                continue
+            if not any(x.get("mediaType") == _OLLAMA_MODEL and x.get("digest") == digest for x in layers):
+                continue
+            proj = next((x.get("digest") for x in layers if x.get("mediaType") == _OLLAMA_PROJECTOR), None)
+            if isinstance(proj, str) and proj.startswith("sha256:") and "/" not in proj:
+                cand = store / "blobs" / proj.replace(":", "-", 1)
+                if cand.is_file():
+                    found = cand
+                    break
+        if found is not None:
+            break
+    if len(_ollama_seen) > 64:
+        _ollama_seen.clear()
+    _ollama_seen[key] = (now, found)
+    return found
+
+
 def find_projector(model_path: str | Path) -> Path | None:
-    """The ``mmproj*.gguf`` next to ``model_path`` (LM Studio's layout), if there is exactly one."""
+    """The vision projector of ``model_path``: the ``mmproj*.gguf`` next to it (LM Studio's layout) if there
+    is exactly one, or for a blob in an Ollama store, its manifest's ``projector`` layer."""
     p = Path(model_path)
+    if p.parent.name == "blobs" and p.name.startswith("sha256-"):
+        return ollama_projector(p)
     try:
         found = sorted(x for x in p.parent.iterdir()
                        if x.is_file() and x.name.lower().startswith("mmproj") and x.suffix.lower() == ".gguf"

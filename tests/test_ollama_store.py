@@ -284,3 +284,39 @@ def test_a_folder_named_like_a_model_does_not_hide_it(env_store: Path, tmp_path:
         resolve_model("shelf")
     path, om = resolve_model("smollm2:135m")
     assert om is not None and path.is_file()
+
+
+def test_an_ollama_projector_layer_is_planned_like_an_mmproj(tmp_path: Path, tiny_model: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vision model in Ollama keeps its projector as a `projector` layer, not as an mmproj file next to
+    the model: the plan still finds it, sizes it from its header, and names it (outside the totals)."""
+    import gguf
+    import numpy as np
+    from ollama_store_factory import MODEL, PROJECTOR, add_file, add_manifest
+
+    from core.fit import make_plan
+    from core.gguf_info import read_model_info
+    from core.hardware import Hardware
+    from core.loadsettings import LoadSettings
+
+    proj_file = tmp_path / "proj.gguf"
+    w = gguf.GGUFWriter(str(proj_file), "clip")
+    w.add_tensor("v.patch_embd.weight", np.zeros((256, 1024), dtype=np.float32))  # 1 MiB
+    w.add_tensor("mm.0.weight", np.zeros((128, 512), dtype=np.float16))  # 128 KiB
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    store = tmp_path / "models"
+    add_manifest(store, "vision:latest", [add_file(store, MODEL, tiny_model), add_file(store, PROJECTOR, proj_file)])
+    monkeypatch.setenv("OLLAMA_MODELS", str(store))
+    from core.ollama import find_model
+
+    m = find_model("vision")
+    assert m.path and m.projectors
+    hw = Hardware((), 8 * 1024**3, 8 * 1024**3, 2, gpu_problem="none")
+    plan = make_plan(read_model_info(m.path), LoadSettings(n_ctx=256), hw)
+    assert plan.projector is not None
+    assert plan.projector.weights == 256 * 1024 * 4 + 128 * 512 * 2
+    assert Path(plan.projector.path).resolve() == Path(m.projectors[0]).resolve()
+    assert any("Vision projector" in r for r in plan.reasons)
