@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PORTABLE = ROOT / "build" / "llama-portable" / "lib"
 TOKENS, RUNS = 64, 3
 
-CODE = ("import core.selftest as s; r = s.decode_check(n_tokens=%d); "
-        "print('RESULT', r.ok, r.tokens_per_second, r.cpu_variant or 'native')" % TOKENS)
+CODE = (f"import core.selftest as s; r = s.decode_check(n_tokens={TOKENS}); "
+        "print('RESULT', r.ok, r.tokens_per_second, r.cpu_variant or 'native')")
 
 
 def run(env: dict[str, str]) -> tuple[float, str]:
