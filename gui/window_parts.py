@@ -190,7 +190,9 @@ def show_message(win: MainWindow, level: str, text: str) -> None:
     # QStatusBar paints a message over its permanent widgets when it is too long: elide it to the room left
     room = sb.width() - sum(w.width() for w in sb.findChildren(QWidget) if w.isVisible()
                             and w.parent() is sb and w is not sb) - 24
-    line = sb.fontMetrics().elidedText(prefix + first, Qt.TextElideMode.ElideRight, max(120, room))
+    line = prefix + first
+    if sb.isVisible() and room >= 200:  # before the window is shown its width means nothing: keep it whole
+        line = sb.fontMetrics().elidedText(line, Qt.TextElideMode.ElideRight, room)
     sb.showMessage(line, 15000 if level != Level.INFO.value else 6000)
     win.statusBar().setToolTip(text)
     if level == Level.ERROR.value and not win._closing:

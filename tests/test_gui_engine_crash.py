@@ -31,3 +31,20 @@ def test_a_segfaulting_engine_is_explained_and_the_chat_is_kept(  # type: ignore
     assert [m.content for m in chat.messages if m.role == "user"] == [typed]
     saved = ChatStore().load(chat.id)
     assert any(m.content == typed for m in saved.messages)
+
+
+def test_a_long_message_is_elided_in_the_status_bar_not_painted_over_the_engine_state(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from test_gui_main import _window
+
+    from gui.notify import notifier
+
+    w = _window(qtbot)
+    w.resize(1024, 700)
+    qtbot.waitUntil(lambda: w.statusBar().isVisible() and w.statusBar().width() >= 900)
+    long = "the engine process was killed by SIGSEGV (llama.cpp crashed). " + "Likely cause: a build. " * 30
+    notifier().warning(long)
+    shown = w.statusBar().currentMessage()
+    assert shown.startswith("Warning: the engine process was killed by SIGSEGV") and shown.endswith("…")
+    sb = w.statusBar()
+    assert sb.fontMetrics().horizontalAdvance(shown) <= sb.width() - w.engine_state.width()
+    assert long in sb.toolTip()  # the whole text is one hover away
