@@ -27,25 +27,62 @@ def _lib_dir() -> Path | None:
     return d if d.is_dir() else None
 
 
-def _ggml() -> ctypes.CDLL | None:
-    """The libggml that libllama itself uses.
+def _loaded_copy(stem: str) -> str | None:
+    """The file of ``lib<stem>`` this process already mapped (Linux /proc/self/maps)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as f:
+            for line in f:
+                path = line.rsplit(" ", 1)[-1].strip()
+                if os.path.basename(path).startswith(f"lib{stem}.so"):
+                    return path
+    except OSError:
+        return None
+    return None
 
-    Opened by soname once llama_cpp is imported: dlopen then hands back the copy already loaded for libllama.
-    A frozen bundle may hold a second copy (PyInstaller collects dependencies next to the executable), and
-    backends registered in the wrong copy would be invisible to llama.cpp.
+
+def loaded_lib(stem: str) -> ctypes.CDLL | None:
+    """``lib<stem>`` as the copy llama.cpp itself uses, or None when there is none.
+
+    Backends registered in another copy are invisible to llama.cpp, and copies are easy to get: the wheel
+    ships ``libggml.so``, ``.so.0`` and ``.so.0.25.3`` as separate files (libllama maps ``.so.0``), and a
+    frozen bundle may hold one more next to the executable. So: the mapped file if there is one, else the
+    soname (dlopen then returns the copy already loaded), else the file in llama_cpp/lib.
     """
-    d = _lib_dir()  # imports llama_cpp, which loads libllama and its libggml
+    d = _lib_dir()  # imports llama_cpp, which maps libllama and its libggml
     if d is None:
         return None
-    names = sorted((p.name for p in d.glob("libggml.so.*")), key=len) + ["libggml.so", "libggml.dylib",
-                                                                         "ggml.dll"]
+    mapped = _loaded_copy(stem)
+    names = ([mapped] if mapped else []) + sorted((p.name for p in d.glob(f"lib{stem}.so.*")), key=len) + [
+        f"lib{stem}.so", f"lib{stem}.dylib", f"{stem}.dll"]
     for name in names:
-        for target in (name, str(d / name)):
+        for target in (name,) if os.path.isabs(name) else (name, str(d / name)):
             try:
                 return ctypes.CDLL(target)
             except OSError:
                 continue
     return None
+
+
+def _ggml() -> ctypes.CDLL | None:
+    return loaded_lib("ggml")
+
+
+def backend_names() -> list[str]:
+    """The names of the backends ggml registered ("CPU", "CUDA", "RPC", …); empty without a library."""
+    lib = _ggml()
+    if lib is None:
+        return []
+    try:
+        lib.ggml_backend_reg_count.restype = ctypes.c_size_t
+        lib.ggml_backend_reg_count.argtypes = []
+        lib.ggml_backend_reg_get.restype = ctypes.c_void_p
+        lib.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
+        lib.ggml_backend_reg_name.restype = ctypes.c_char_p
+        lib.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
+        return [(lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i)) or b"").decode()
+                for i in range(lib.ggml_backend_reg_count())]
+    except AttributeError:
+        return []
 
 
 def cpu_variants() -> list[str]:

@@ -79,30 +79,15 @@ def cpu_model_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def has_backend(name: str) -> bool:
-    """Whether ggml registered a backend called ``name`` ("CUDA", "RPC", "CPU").
-
-    Use this, not ``llama_supports_gpu_offload()``: that one also answers True for a CPU build with the RPC
-    backend in (llama.cpp counts RPC devices as offload targets).
-    """
-    import ctypes
-
-    from core.backends import _ggml
-
-    lib = _ggml()
-    if lib is None:
-        return False
-    try:
-        lib.ggml_backend_reg_by_name.restype = ctypes.c_void_p
-        lib.ggml_backend_reg_by_name.argtypes = [ctypes.c_char_p]
-        return bool(lib.ggml_backend_reg_by_name(name.encode()))
-    except AttributeError:
-        return False
-
-
 def cuda_compiled() -> bool:
-    """True for a llama.cpp built with CUDA (its CUDA backend is registered)."""
-    return has_backend("CUDA")
+    """True for a llama.cpp built with CUDA (its CUDA backend is registered).
+
+    Not ``llama_supports_gpu_offload()``: that one also answers True for a CPU build with the RPC backend in
+    (llama.cpp counts RPC devices as offload targets).
+    """
+    from core.backends import backend_names
+
+    return "CUDA" in backend_names()
 
 
 def read_build() -> BuildInfo:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import signal
 import tempfile
 import threading
 import time
@@ -54,6 +53,7 @@ from core.loadsettings import LoadSettings
 from core.placement import Placement
 from core.rpc import WorkerError
 from core.sampling import SamplingSettings
+from core.selftest import signal_name
 from core.speed import SpeedModel, predict_tps
 
 
@@ -187,13 +187,6 @@ def step_name(prev: Plan, nxt: Plan) -> str:
     return "other settings"
 
 
-def _signal_name(code: int) -> str:
-    try:
-        return signal.Signals(code).name
-    except ValueError:
-        return f"signal {code}"
-
-
 def _log_tail(path: str | None, max_lines: int = 8) -> list[str]:
     """The last meaningful lines the child printed (aborts and CUDA errors print to stderr)."""
     if not path:
@@ -218,7 +211,7 @@ def crash_message(exitcode: int | None, tail: list[str] | None = None, *, during
     if exitcode is None:
         text = f"the engine process stopped answering{where}"
     elif exitcode < 0:
-        name = _signal_name(-exitcode)
+        name = signal_name(-exitcode)
         text = f"the engine process was killed by {name}{where}"
         hint = {"SIGKILL": "the system may have run out of memory",
                 "SIGABRT": "llama.cpp aborted",

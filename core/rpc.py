@@ -212,37 +212,15 @@ def _libdir() -> str:
     return os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
 
 
-def _loaded_copy(stem: str) -> str | None:
-    """The file of ``lib<stem>`` this process already mapped (Linux), so ctypes gets the same copy.
-
-    The wheel ships ``libggml.so``, ``libggml.so.0`` and ``libggml.so.0.25.3`` as three separate
-    files, not links; libllama loads the ``.so.0`` one, and a second copy would have its own,
-    empty backend registry.
-    """
-    try:
-        with open("/proc/self/maps", encoding="utf-8") as f:
-            for line in f:
-                path = line.rsplit(" ", 1)[-1].strip()
-                if os.path.basename(path).startswith(f"lib{stem}.so"):
-                    return path
-    except OSError:
-        return None
-    return None
-
-
 def _lib(stem: str) -> ctypes.CDLL:
-    import llama_cpp  # noqa: F401  (maps the libraries llama.cpp really uses)
+    """``lib<stem>`` as the copy libllama uses (a second copy would have its own, empty backend registry)."""
+    from core.backends import loaded_lib
 
-    loaded = _loaded_copy(stem)
-    if loaded is not None:
-        return ctypes.CDLL(loaded)
-    libdir = _libdir()
-    for name in (f"lib{stem}.so.0", f"lib{stem}.so", f"lib{stem}.dylib", f"{stem}.dll"):
-        path = os.path.join(libdir, name)
-        if os.path.exists(path):
-            return ctypes.CDLL(path)
-    raise WorkerError(f"this llama.cpp build has no {stem} library: LayerFit's llama-cpp-python must be built "
-                      "with the RPC backend (CMAKE_ARGS=-DGGML_RPC=on)")
+    lib = loaded_lib(stem)
+    if lib is None:
+        raise WorkerError(f"this llama.cpp build has no {stem} library: LayerFit's llama-cpp-python must be "
+                          "built with the RPC backend (CMAKE_ARGS=-DGGML_RPC=on)")
+    return lib
 
 
 def supported() -> bool:
@@ -301,24 +279,9 @@ def local_gpu_backend() -> bool:
     ``llama_supports_gpu_offload()`` also says True for a CPU build that has the RPC backend
     (src/llama.cpp: ``… || llama_supports_rpc()``), which would make a CPU build look like a CUDA one.
     """
-    try:
-        lib = _lib("ggml")
-        lib.ggml_backend_reg_count.restype = ctypes.c_size_t
-        lib.ggml_backend_reg_count.argtypes = []
-        lib.ggml_backend_reg_get.restype = ctypes.c_void_p
-        lib.ggml_backend_reg_get.argtypes = [ctypes.c_size_t]
-        lib.ggml_backend_reg_name.restype = ctypes.c_char_p
-        lib.ggml_backend_reg_name.argtypes = [ctypes.c_void_p]
-        names = [(lib.ggml_backend_reg_name(lib.ggml_backend_reg_get(i)) or b"").decode()
-                 for i in range(lib.ggml_backend_reg_count())]
-    except Exception:  # no library: fall back to llama.cpp's own answer
-        try:
-            import llama_cpp
+    from core.backends import backend_names
 
-            return bool(llama_cpp.llama_supports_gpu_offload())
-        except Exception:
-            return False
-    return any(n not in ("CPU", "RPC", "BLAS") and not n.startswith("RPC[") for n in names)
+    return any(n not in ("CPU", "RPC", "BLAS") and not n.startswith("RPC[") for n in backend_names())
 
 
 # ggml_backend_dev_type (ggml-backend.h): CPU 0, GPU 1, IGPU 2, ACCEL 3.

@@ -54,7 +54,7 @@ class DecodeCheck:
     features: list[str] = field(default_factory=list)
 
 
-def _signal_name(code: int) -> str:
+def signal_name(code: int) -> str:
     try:
         return signal.Signals(code).name
     except ValueError:
@@ -88,12 +88,12 @@ def explain_crash(exitcode: int | None, stage: str, system_info: str = "",
     if exitcode is None:
         what = f"llama.cpp did not finish the {stage} in time"
     elif exitcode < 0:
-        name = _signal_name(-exitcode)
+        name = signal_name(-exitcode)
         what = f"llama.cpp was killed by {name} ({_SIGNAL_WORDS.get(name, 'a signal')}) during the {stage}"
     else:
         what = f"the llama.cpp process exited with status {exitcode} during the {stage}"
     missing, amx = cpu_feature_report(system_info, flags)
-    name = _signal_name(-exitcode) if exitcode is not None and exitcode < 0 else ""
+    name = signal_name(-exitcode) if exitcode is not None and exitcode < 0 else ""
     if name == "SIGKILL":
         cause = "likely cause: the system ran out of memory"
         todo = "close other programs or pick a smaller model or context"
