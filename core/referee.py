@@ -34,7 +34,6 @@ TOLERANCE = 0.02
 _TYPE_ID = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8, "iq4_nl": 20, "bf16": 30}
 _KV_RE = re.compile(r"llama_kv_cache: size = +([\d.]+) MiB")
 _RS_RE = re.compile(r"llama_memory_recurrent: size = +([\d.]+) MiB")
-_MODEL_RE = re.compile(r"(\S+) model buffer size = +([\d.]+) MiB")
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,9 @@ def _child(path: str, cfg: dict[str, Any]) -> dict[str, Any]:
     if not model:
         err = [ln for ln in "".join(lines).splitlines() if "error" in ln.lower()]
         return {"ok": False, "error": err[-1].strip() if err else "llama.cpp could not load the model"}
-    weights = sum(float(m[2]) for m in _MODEL_RE.finditer("".join(lines)))
+    from core.llama_log import parse_log
+
+    weights = sum(b.mib for b in parse_log(["".join(lines)]).buffers if b.kind == "model")  # chunks: join first
     L.llama_model_free(model)
     lines.clear()
     mp.no_alloc = True
